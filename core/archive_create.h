@@ -1,0 +1,60 @@
+/* Create: walk a server directory and stream a gzip-compressed tar of it into a sink,
+ * hashing the compressed bytes as they pass. No temporary file, one pass. */
+#ifndef AMBER_ARCHIVE_CREATE_H
+#define AMBER_ARCHIVE_CREATE_H
+
+#include <stdint.h>
+
+#include "report.h"
+#include "stream.h"
+
+struct ignore_rules;
+
+enum archive_level {
+	ARCHIVE_LEVEL_FAST = 0, /* the default: deflate at the fastest useful level */
+	ARCHIVE_LEVEL_NONE,     /* stored deflate blocks: still a valid .tar.gz */
+	ARCHIVE_LEVEL_BEST,
+};
+
+struct archive_progress {
+	uint64_t bytes_read;    /* file bytes read so far */
+	uint64_t bytes_written; /* compressed bytes handed to the sink */
+	uint64_t files;         /* entries written */
+	uint64_t total_bytes;   /* from the pre-walk; 0 if not known */
+	uint64_t total_files;
+};
+
+struct archive_create_opts {
+	const char *root;                   /* the directory to archive */
+	const struct ignore_rules *ignore;  /* NULL: none */
+	enum archive_level level;
+	unsigned threads;                   /* compression workers; 0 = one per core */
+	/* Called from the engine's thread now and then (at most a few times a second). */
+	void (*progress)(void *opaque, const struct archive_progress *p);
+	void *progress_opaque;
+	/* Polled between blocks; non-zero stops the run with -ECANCELED. */
+	int (*cancelled)(void *opaque);
+	void *cancelled_opaque;
+};
+
+struct archive_create_result {
+	uint64_t files, dirs, symlinks, skipped; /* skipped: sockets, devices, FIFOs */
+	uint64_t bytes_in;   /* file content bytes archived */
+	uint64_t bytes_out;  /* compressed bytes handed to the sink */
+	uint8_t sha1[20];    /* of the compressed bytes */
+	uint8_t sha256[32];
+	struct report report; /* files that changed, shrank, grew or vanished */
+};
+
+/* Counts what the walk will read (ignore rules applied): total bytes and entries. */
+int archive_prewalk(const char *root, const struct ignore_rules *ignore,
+		    uint64_t *ret_bytes, uint64_t *ret_files);
+
+/* 0 or a negative errno; on failure the sink has received a partial stream and the
+ * caller aborts it. ret->report is filled either way; clear it with
+ * archive_create_result_clear. */
+int archive_create(const struct archive_create_opts *opts, const struct amber_sink *sink,
+		   struct archive_create_result *ret);
+void archive_create_result_clear(struct archive_create_result *r);
+
+#endif

@@ -1,0 +1,138 @@
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char *tu_mkdtemp(const char *tag)
+{
+	const char *tmp = tu_env("TMPDIR", "/tmp");
+	char *path = NULL;
+	ck_assert_int_ge(asprintf(&path, "%s/amber-%s-XXXXXX", tmp, tag), 0);
+	ck_assert_msg(mkdtemp(path) != NULL, "mkdtemp %s: %s", path, strerror(errno));
+	return path;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		chmod(p, 0700), rmdir(p);
+	else
+		unlink(p);
+	return 0;
+}
+
+void tu_rmrf(const char *path)
+{
+	if (path)
+		nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+}
+
+static void mkparents(const char *path)
+{
+	char *p = strdup(path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s == '/') {
+			*s = 0;
+			mkdir(p, 0755);
+			*s = '/';
+		}
+	}
+	free(p);
+}
+
+void tu_write_file(const char *path, const void *data, size_t len, unsigned mode)
+{
+	mkparents(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+	const char *c = data;
+	while (len) {
+		ssize_t n = write(fd, c, len);
+		ck_assert_msg(n > 0, "write %s: %s", path, strerror(errno));
+		c += n;
+		len -= (size_t)n;
+	}
+	fchmod(fd, mode);
+	close(fd);
+}
+
+char *tu_read_file(const char *path, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, m);
+	fclose(f);
+	fclose(m);
+	if (ret_len)
+		*ret_len = len;
+	return buf;
+}
+
+static char *vfmt(const char *fmt, va_list ap)
+{
+	char *s = NULL;
+	ck_assert_int_ge(vasprintf(&s, fmt, ap), 0);
+	return s;
+}
+
+int tu_sh(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *cmd = vfmt(fmt, ap);
+	va_end(ap);
+	fflush(NULL);
+	int st = system(cmd);
+	free(cmd);
+	if (st == -1 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+char *tu_sh_out(int *ret_status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *cmd = vfmt(fmt, ap);
+	va_end(ap);
+	fflush(NULL);
+	FILE *p = popen(cmd, "r");
+	free(cmd);
+	ck_assert(p != NULL);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
+		fwrite(chunk, 1, n, m);
+	fclose(m);
+	int st = pclose(p);
+	if (ret_status)
+		*ret_status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+	return buf;
+}
+
+const char *tu_env(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : fallback;
+}
