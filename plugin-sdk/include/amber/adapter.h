@@ -258,6 +258,11 @@ typedef struct amber_adapter {
 		       uint32_t part, uint32_t ttl_seconds, amber_buf *url,
 		       uint64_t *ret_expires_unix);
 
+	/* list (optional): appends one line per object whose key starts with prefix, as
+	 * "<key>\t<size>\t<mtime_unix>\n", in any order. Keys never hold tabs or
+	 * newlines. */
+	int (*list)(amber_instance *self, amber_ctx *ctx, const char *prefix, amber_buf *out);
+
 	/* --- ABI 1.1+: append only --- */
 } amber_adapter;
 

@@ -1,0 +1,45 @@
+/* Backup operations through an adapter instance: the archive engine on one side, the
+ * adapter's streams on the other. Each returns 0 or a negative errno; the reason is on
+ * ctx->message for the caller (who decides, and logs once). */
+#ifndef AMBER_BACKUP_H
+#define AMBER_BACKUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "archive_create.h"
+#include "archive_restore.h"
+#include "host.h"
+
+struct instance;
+
+/* A canonical UUID: 36 characters, lower- or upper-case hex, dashes at 8-13-18-23. */
+bool uuid_is_canonical(const char *s);
+/* "<uuid>.tar.gz", or "<server>/<uuid>.tar.gz" when server is not NULL. -EINVAL when
+ * either is not a canonical UUID. */
+int backup_key(const char *server, const char *uuid, char *out, size_t cap);
+
+struct backup_create_req {
+	struct instance *instance;
+	const char *key;
+	const char *root;
+	/* Ignore patterns as the request gave them (lines or commas). NULL or empty: the
+	 * root's .pteroignore, if there is one. */
+	const char *ignore;
+	enum archive_level level;
+	unsigned threads;
+	void (*progress)(void *opaque, const struct archive_progress *p);
+	void *progress_opaque;
+};
+
+int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
+		  struct archive_create_result *ret);
+int backup_restore(struct instance *in, const char *key, const struct archive_restore_opts *opts,
+		   struct amber_ctx *ctx, struct archive_restore_result *ret);
+/* A missing object is -ENOENT; the caller decides whether that matters. */
+int backup_delete(struct instance *in, const char *key, struct amber_ctx *ctx);
+/* Lines "<key>\t<size>\t<mtime>\n" into out; -ENOTSUP when the adapter cannot list. */
+int backup_list(struct instance *in, const char *prefix, struct amber_ctx *ctx,
+		struct amber_buf *out);
+
+#endif

@@ -1,0 +1,233 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "adapter_config.h"
+#include "toml.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+static const char default_text[] =
+	"# Amber's built-in configuration: one local-disk adapter instance.\n"
+	"[adapters.wings]\n"
+	"type = \"wings\"\n"
+	"path = \"/var/lib/amber/backups\"\n";
+
+static const amber_config_field node_schema[] = {
+	{ "listen", AMBER_CFG_STRING, 0, "127.0.0.1:8080", "address:port of the node API" },
+	{ "token_id", AMBER_CFG_STRING, 0, NULL, "token id shared with the panel" },
+	{ "token", AMBER_CFG_STRING, AMBER_CFG_SECRET, NULL, "node token shared with the panel" },
+	{ "data_dir", AMBER_CFG_STRING, 0, "/var/lib/amber/volumes",
+	  "server directories: <data_dir>/<uuid>" },
+	{ "panel_url", AMBER_CFG_STRING, 0, NULL, "base URL of the panel's remote API" },
+	{ "max_concurrent_jobs", AMBER_CFG_INT, 0, "2", "backups and restores run at once" },
+	{ 0 },
+};
+
+static const amber_config_field panel_schema[] = {
+	{ "database", AMBER_CFG_STRING, 0, "sqlite:/var/lib/amber/amber.db", "panel database" },
+	{ "default_adapter", AMBER_CFG_STRING, 0, "wings", "adapter instance for new backups" },
+	{ 0 },
+};
+
+const char *config_default_text(void)
+{
+	return default_text;
+}
+
+const amber_config_field *config_node_schema(void)
+{
+	return node_schema;
+}
+
+const amber_config_field *config_panel_schema(void)
+{
+	return panel_schema;
+}
+
+static char *fmt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt_err(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_instances; i++) {
+		free(c->instances[i].name);
+		free(c->instances[i].type);
+	}
+	free(c->instances);
+	adapter_config_free(c->node);
+	adapter_config_free(c->panel);
+	free(c->adapter_dir);
+	free(c->log_level);
+	toml_free(c->doc);
+	free(c->file);
+	free(c);
+}
+
+const struct config_instance *config_find_instance(const struct config *c, const char *name)
+{
+	for (size_t i = 0; c && i < c->n_instances; i++)
+		if (strcmp(c->instances[i].name, name) == 0)
+			return &c->instances[i];
+	return NULL;
+}
+
+static int top_string(struct config *c, const struct toml_value *v, const char *key,
+		      char **dst, char **ret_err)
+{
+	if (toml_type(v) != TOML_STRING) {
+		*ret_err = fmt_err("%s:%d: %s: must be a string", c->file, toml_line(v), key);
+		return -EINVAL;
+	}
+	*dst = strdup(toml_string(v, NULL));
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int load_instances(struct config *c, const struct toml_value *t, char **ret_err)
+{
+	if (toml_type(t) != TOML_TABLE) {
+		*ret_err = fmt_err("%s:%d: adapters: must be a table of instances, "
+				   "e.g. [adapters.wings]", c->file, toml_line(t));
+		return -EINVAL;
+	}
+	size_t n = toml_table_len(t);
+	c->instances = calloc(n ? n : 1, sizeof(*c->instances));
+	if (!c->instances)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = toml_table_key(t, i);
+		const struct toml_value *v = toml_table_value(t, i);
+		if (toml_type(v) != TOML_TABLE) {
+			*ret_err = fmt_err("%s:%d: adapters.%s: must be a table "
+					   "([adapters.%s])", c->file, toml_line(v), name, name);
+			return -EINVAL;
+		}
+		if (!*name || strlen(name) > 64 || strcspn(name, "/\\\t\n ") != strlen(name)) {
+			*ret_err = fmt_err("%s:%d: adapters.%s: instance names are 1-64 characters "
+					   "without spaces or slashes", c->file, toml_line(v), name);
+			return -EINVAL;
+		}
+		const struct toml_value *type = toml_table_get(v, "type");
+		struct config_instance *in = &c->instances[c->n_instances++];
+		in->table = v;
+		in->line = toml_line(v);
+		in->name = strdup(name);
+		if (type && toml_type(type) != TOML_STRING) {
+			*ret_err = fmt_err("%s:%d: adapters.%s.type: must be a string naming an "
+					   "adapter", c->file, toml_line(type), name);
+			return -EINVAL;
+		}
+		in->type = strdup(type ? toml_string(type, NULL) : name);
+		if (!in->name || !in->type)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int config_load_text(const char *text, size_t len, const char *name, struct config **ret,
+		     char **ret_err)
+{
+	*ret_err = NULL;
+	struct config *c = calloc(1, sizeof(*c));
+	if (!c || !(c->file = strdup(name))) {
+		free(c);
+		return -ENOMEM;
+	}
+	struct toml_error terr = { 0 };
+	int r = toml_parse(text, len, &c->doc, &terr);
+	if (r < 0) {
+		*ret_err = fmt_err("%s:%d:%d: %s", name, terr.line, terr.column, terr.message);
+		config_free(c);
+		return r;
+	}
+	const struct toml_value *node = NULL, *panel = NULL;
+	for (size_t i = 0; i < toml_table_len(c->doc) && r == 0; i++) {
+		const char *key = toml_table_key(c->doc, i);
+		const struct toml_value *v = toml_table_value(c->doc, i);
+		if (strcmp(key, "adapter_dir") == 0)
+			r = top_string(c, v, key, &c->adapter_dir, ret_err);
+		else if (strcmp(key, "log_level") == 0)
+			r = top_string(c, v, key, &c->log_level, ret_err);
+		else if (strcmp(key, "node") == 0 || strcmp(key, "panel") == 0) {
+			if (toml_type(v) != TOML_TABLE) {
+				*ret_err = fmt_err("%s:%d: %s: must be a table ([%s])", name,
+						   toml_line(v), key, key);
+				r = -EINVAL;
+			} else if (key[0] == 'n')
+				node = v;
+			else
+				panel = v;
+		} else if (strcmp(key, "adapters") == 0)
+			r = load_instances(c, v, ret_err);
+		else {
+			*ret_err = fmt_err("%s:%d: %s: unknown key (known: adapter_dir, log_level, "
+					   "[node], [panel], [adapters.<instance>])",
+					   name, toml_line(v), key);
+			r = -EINVAL;
+		}
+	}
+	if (r == 0)
+		r = adapter_config_new("node", "node", node_schema, node, name, NULL, &c->node,
+				       ret_err);
+	if (r == 0)
+		r = adapter_config_new("panel", "panel", panel_schema, panel, name, NULL,
+				       &c->panel, ret_err);
+	if (r < 0) {
+		config_free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+int config_load_file(const char *path, struct config **ret, char **ret_err)
+{
+	*ret_err = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		*ret_err = fmt_err("%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+		close(fd);
+		*ret_err = fmt_err("%s: not a regular file of at most 1 MiB", path);
+		return -EINVAL;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	size_t len = 0;
+	while (buf && len < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (!buf)
+		return -ENOMEM;
+	int r = config_load_text(buf, len, path, ret, ret_err);
+	explicit_bzero(buf, len);
+	free(buf);
+	return r;
+}

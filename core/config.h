@@ -1,0 +1,45 @@
+/* amber.toml: the operator's one configuration file. Top-level keys, [node], [panel]
+ * and the adapter instances [adapters.<instance>] (type = "<adapter>", default: the
+ * instance's name). Every error names the file, the line and the key. */
+#ifndef AMBER_CONFIG_H
+#define AMBER_CONFIG_H
+
+#include <amber/adapter.h>
+#include <stddef.h>
+
+struct toml_value;
+
+struct config_instance {
+	char *name;                      /* [adapters.<name>] */
+	char *type;                      /* the adapter serving it */
+	int line;
+	const struct toml_value *table;  /* borrowed from the document */
+};
+
+struct config {
+	char *file;               /* for messages: a path, or "(built-in default)" */
+	struct toml_value *doc;
+	char *adapter_dir;        /* NULL: the built-in search path */
+	char *log_level;          /* NULL: "notice" */
+	amber_config *node;       /* [node], checked against the host's schema */
+	amber_config *panel;      /* [panel] */
+	struct config_instance *instances;
+	size_t n_instances;
+};
+
+/* The configuration used when no file is given: one local-disk instance "wings". */
+const char *config_default_text(void);
+
+/* 0, or a negative errno with *ret_err (caller frees) naming file, line and key. */
+int config_load_file(const char *path, struct config **ret, char **ret_err);
+int config_load_text(const char *text, size_t len, const char *name, struct config **ret,
+		     char **ret_err);
+void config_free(struct config *c);
+
+const struct config_instance *config_find_instance(const struct config *c, const char *name);
+
+/* The host's own schemas, for `amber config check` and the daemon. */
+const amber_config_field *config_node_schema(void);
+const amber_config_field *config_panel_schema(void);
+
+#endif

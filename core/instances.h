@@ -1,0 +1,43 @@
+/* Adapter instances: each [adapters.<name>] of the configuration bound to a loaded
+ * adapter, its checked configuration, and the adapter's instance object. Calls on an
+ * instance go through instance_lock/unlock, which serialise them unless the adapter
+ * says it is safe to run them concurrently (AMBER_CAP_CONCURRENT). */
+#ifndef AMBER_INSTANCES_H
+#define AMBER_INSTANCES_H
+
+#include <amber/adapter.h>
+#include <pthread.h>
+#include <stddef.h>
+
+struct adapter_registry;
+struct config;
+struct loaded_adapter;
+
+struct instance {
+	char *name;
+	const struct loaded_adapter *adapter;
+	const amber_adapter *ops; /* &adapter->desc */
+	amber_config *config;
+	amber_instance *handle;
+	pthread_mutex_t serial;
+};
+
+struct instance_set {
+	struct instance **v;
+	size_t n;
+};
+
+/* Opens every configured instance. 0, or a negative errno with *ret_err (caller
+ * frees) naming the file, the instance and what is wrong (an unknown adapter names
+ * the ones that are loaded, and why others were refused). */
+int instance_set_open(const struct config *cfg, const struct adapter_registry *reg,
+		      struct instance_set **ret, char **ret_err);
+void instance_set_free(struct instance_set *set);
+struct instance *instance_set_find(const struct instance_set *set, const char *name);
+/* "a, b" (caller frees). */
+char *instance_set_names(const struct instance_set *set);
+
+void instance_lock(struct instance *in);
+void instance_unlock(struct instance *in);
+
+#endif

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# run-conformance.sh RUNNER TYPE ADAPTER.so: writes a scratch amber.toml with one
+# instance of TYPE and runs the conformance checks against it.
+set -euo pipefail
+runner=$1 type=$2 file=$3
+work=$(mktemp -d "${TMPDIR:-/tmp}/amber-conformance-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+case $type in
+  wings) extra="path = \"$work/store\"" ;;
+  *) extra="" ;;
+esac
+cat >"$work/amber.toml" <<TOML
+[adapters.under_test]
+type = "$type"
+$extra
+TOML
+# Adapter files must not be group/other-writable; build trees may use umask 002.
+chmod go-w "$file"
+"$runner" --config "$work/amber.toml" --instance under_test --adapter "$file" --large-mib 64
+if [ "$type" = wings ]; then
+  # Nothing may be left behind: no temporary or partial files, only empty dirs.
+  left=$(find "$work/store" -type f | wc -l)
+  if [ "$left" != 0 ]; then
+    echo "not ok - files left in the store after the run:"; find "$work/store" -type f
+    exit 1
+  fi
+fi
