@@ -330,7 +330,8 @@ static int value_from_toml(const amber_config_field *f, const struct toml_value 
 		}
 		break;
 	}
-	*ret_why = fmt_err("must be a %s", type_name(f->type));
+	*ret_why = fmt_err("must be a%s %s", f->type == AMBER_CFG_INT ? "n" : "",
+			   type_name(f->type));
 	return -EINVAL;
 }
 
