@@ -106,7 +106,7 @@ static int instance_open(const struct config *cfg, const struct config_instance 
 }
 
 int instance_set_open(const struct config *cfg, const struct adapter_registry *reg,
-		      struct instance_set **ret, char **ret_err)
+		      const char *only, struct instance_set **ret, char **ret_err)
 {
 	*ret_err = NULL;
 	struct instance_set *set = calloc(1, sizeof(*set));
@@ -116,6 +116,8 @@ int instance_set_open(const struct config *cfg, const struct adapter_registry *r
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < cfg->n_instances; i++) {
+		if (only && strcmp(cfg->instances[i].name, only) != 0)
+			continue;
 		int r = instance_open(cfg, &cfg->instances[i], reg, &set->v[set->n], ret_err);
 		if (r < 0) {
 			instance_set_free(set);

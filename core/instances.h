@@ -27,11 +27,12 @@ struct instance_set {
 	size_t n;
 };
 
-/* Opens every configured instance. 0, or a negative errno with *ret_err (caller
- * frees) naming the file, the instance and what is wrong (an unknown adapter names
- * the ones that are loaded, and why others were refused). */
+/* Opens every configured instance, or only the one named `only` when it is not NULL.
+ * 0, or a negative errno with *ret_err (caller frees) naming the file, the instance
+ * and what is wrong (an unknown adapter names the ones that are loaded, and why others
+ * were refused). */
 int instance_set_open(const struct config *cfg, const struct adapter_registry *reg,
-		      struct instance_set **ret, char **ret_err);
+		      const char *only, struct instance_set **ret, char **ret_err);
 void instance_set_free(struct instance_set *set);
 struct instance *instance_set_find(const struct instance_set *set, const char *name);
 /* "a, b" (caller frees). */

@@ -63,7 +63,23 @@ static const char *adapter_dir_of(const struct global_opts *g, const struct conf
 	return AMBER_ADAPTER_INSTALL_DIR;
 }
 
-static int session_open(const struct global_opts *g, struct session *s, bool open_instances)
+enum open_mode { OPEN_NONE, OPEN_ALL, OPEN_ONE };
+
+/* The instance a command names, or the configured default. */
+static const char *instance_name(const struct config *cfg, const char *name)
+{
+	if (name)
+		return name;
+	const char *def = NULL;
+	adapter_config_get_string(cfg->panel, "default_adapter", &def);
+	return def ? def : "wings";
+}
+
+/* Loads the configuration and the adapters, then opens no instance, all of them, or
+ * just the one a command works on (`name`, else the default): a backup through one
+ * instance must not fail because another is misconfigured. */
+static int session_open(const struct global_opts *g, struct session *s, enum open_mode mode,
+			const char *name)
 {
 	memset(s, 0, sizeof(*s));
 	char *err = NULL;
@@ -98,32 +114,31 @@ static int session_open(const struct global_opts *g, struct session *s, bool ope
 		fprintf(stderr, "amber: adapter directory %s: %s\n", dir, strerror(-r));
 		return EXIT_USAGE;
 	}
-	if (!open_instances)
+	if (mode == OPEN_NONE)
 		return EXIT_OK;
-	r = instance_set_open(s->cfg, s->reg, &s->instances, &err);
+	const char *only = mode == OPEN_ONE ? instance_name(s->cfg, name) : NULL;
+	if (only && !config_find_instance(s->cfg, only)) {
+		fprintf(stderr, "amber: no adapter instance '%s' in %s (configured:", only,
+			s->cfg->file);
+		for (size_t i = 0; i < s->cfg->n_instances; i++)
+			fprintf(stderr, "%s %s", i ? "," : "", s->cfg->instances[i].name);
+		fprintf(stderr, "%s)\n", s->cfg->n_instances ? "" : " none");
+		return EXIT_NOTFOUND;
+	}
+	r = instance_set_open(s->cfg, s->reg, only, &s->instances, &err);
 	if (r < 0) {
 		fprintf(stderr, "amber: %s\n", err ? err : strerror(-r));
 		free(err);
-		return r == -ENOENT ? EXIT_NOTFOUND : EXIT_USAGE;
+		return EXIT_USAGE;
 	}
 	return EXIT_OK;
 }
 
-static struct instance *pick_instance(struct session *s, const char *name)
+static struct instance *open_for(const struct global_opts *g, struct session *s,
+				 const char *name, int *ret_rc)
 {
-	if (!name) {
-		const char *def = NULL;
-		adapter_config_get_string(s->cfg->panel, "default_adapter", &def);
-		name = def ? def : "wings";
-	}
-	struct instance *in = instance_set_find(s->instances, name);
-	if (!in) {
-		char *names = instance_set_names(s->instances);
-		fprintf(stderr, "amber: no adapter instance '%s' in %s (configured: %s)\n", name,
-			s->cfg->file, names ? names : "?");
-		free(names);
-	}
-	return in;
+	*ret_rc = session_open(g, s, OPEN_ONE, name);
+	return *ret_rc ? NULL : instance_set_find(s->instances, instance_name(s->cfg, name));
 }
 
 static void hex(const uint8_t *b, size_t n, char *out)
@@ -343,8 +358,7 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 	if (rc)
 		return rc < 0 ? EXIT_OK : rc;
 	struct session s;
-	rc = session_open(g, &s, true);
-	struct instance *in = rc ? NULL : pick_instance(&s, a.adapter);
+	struct instance *in = open_for(g, &s, a.adapter, &rc);
 	if (!in) {
 		session_close(&s);
 		return rc ? rc : EXIT_NOTFOUND;
@@ -415,8 +429,7 @@ static int cmd_backup_restore(int argc, char **argv, struct global_opts *g)
 		return EXIT_USAGE;
 	}
 	struct session s;
-	rc = session_open(g, &s, true);
-	struct instance *in = rc ? NULL : pick_instance(&s, a.adapter);
+	struct instance *in = open_for(g, &s, a.adapter, &rc);
 	if (!in) {
 		session_close(&s);
 		return rc ? rc : EXIT_NOTFOUND;
@@ -480,8 +493,7 @@ static int cmd_backup_delete(int argc, char **argv, struct global_opts *g)
 		return EXIT_USAGE;
 	}
 	struct session s;
-	rc = session_open(g, &s, true);
-	struct instance *in = rc ? NULL : pick_instance(&s, a.adapter);
+	struct instance *in = open_for(g, &s, a.adapter, &rc);
 	if (!in) {
 		session_close(&s);
 		return rc ? rc : EXIT_NOTFOUND;
@@ -513,8 +525,7 @@ static int cmd_backup_list(int argc, char **argv, struct global_opts *g)
 	if (rc)
 		return rc < 0 ? EXIT_OK : rc;
 	struct session s;
-	rc = session_open(g, &s, true);
-	struct instance *in = rc ? NULL : pick_instance(&s, a.adapter);
+	struct instance *in = open_for(g, &s, a.adapter, &rc);
 	if (!in) {
 		session_close(&s);
 		return rc ? rc : EXIT_NOTFOUND;
@@ -618,7 +629,7 @@ static int cmd_adapters_list(int argc, char **argv, struct global_opts *g)
 		}
 	}
 	struct session s;
-	int rc = session_open(g, &s, false);
+	int rc = session_open(g, &s, OPEN_NONE, NULL);
 	if (rc) {
 		session_close(&s);
 		return rc;
@@ -706,7 +717,7 @@ static int cmd_config_check(int argc, char **argv, struct global_opts *g)
 		}
 	}
 	struct session s;
-	int rc = session_open(g, &s, true);
+	int rc = session_open(g, &s, OPEN_ALL, NULL);
 	if (rc == EXIT_OK) {
 		if (g->json) {
 			json_t *names = json_array();

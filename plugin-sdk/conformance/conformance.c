@@ -454,7 +454,7 @@ int main(int argc, char **argv)
 			err = NULL;
 		goto out;
 	}
-	if (instance_set_open(cfg, reg, &set, &err) < 0)
+	if (instance_set_open(cfg, reg, instance, &set, &err) < 0)
 		goto out;
 	struct run r = { .in = instance_set_find(set, instance),
 			 .large_bytes = (uint64_t)large_mib << 20 };

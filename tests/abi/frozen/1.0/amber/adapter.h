@@ -45,10 +45,12 @@
  *  1. The entry point, module_init and module_fini run once, on the main thread, with
  *     no other call into the adapter in flight.
  *  2. instance_new and instance_free on an instance never overlap any other call on
- *     that instance.
+ *     that instance, and every writer and reader of an instance has been freed before
+ *     its instance_free.
  *  3. Without AMBER_CAP_CONCURRENT the host serialises all operations on an instance.
- *     With it, writer_open, reader_open, remove and presign may run at the same time on
- *     one instance from different threads; the adapter protects its shared state.
+ *     With it, writer_open, reader_open, remove, presign and list may run at the same
+ *     time on one instance from different threads; the adapter protects its shared
+ *     state.
  *  4. A writer or reader is used by one thread at a time; it may move between threads
  *     between calls.
  *  5. Every call may block. Calls never run on the HTTP server's threads. Long calls
@@ -242,7 +244,8 @@ typedef struct amber_adapter {
 
 	/* restore (required): the host pulls bytes. offset > 0 only with
 	 * AMBER_CAP_RANGE_READ. The adapter fills what AMBER_HAS allows of *ret_info
-	 * (at least size, or AMBER_SIZE_UNKNOWN); missing key -> AMBER_ENOTFOUND. */
+	 * (at least size: the whole object's, whatever the offset, or AMBER_SIZE_UNKNOWN);
+	 * missing key -> AMBER_ENOTFOUND. */
 	int (*reader_open)(amber_instance *self, amber_ctx *ctx, const char *key,
 			   uint64_t offset, amber_object_info *ret_info, amber_reader **ret);
 	/* Returns bytes read (> 0), 0 at end of object, or AMBER_E* (< 0). */
@@ -253,7 +256,8 @@ typedef struct amber_adapter {
 	int (*remove)(amber_instance *self, amber_ctx *ctx, const char *key);
 
 	/* presign (optional; with AMBER_CAP_PRESIGN_*): a URL valid for ttl_seconds,
-	 * appended to url; part is 1-based for AMBER_PRESIGN_PUT_PART, else 0. */
+	 * appended to url; part is 1-based for AMBER_PRESIGN_PUT_PART, else 0. Like an
+	 * object store's signature, it need not check that the key exists. */
 	int (*presign)(amber_instance *self, amber_ctx *ctx, const char *key, uint32_t method,
 		       uint32_t part, uint32_t ttl_seconds, amber_buf *url,
 		       uint64_t *ret_expires_unix);

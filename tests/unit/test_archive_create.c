@@ -1,0 +1,877 @@
+/* archive_create: the archives it writes are judged by the real tools (gzip, pigz, GNU tar,
+ * bsdtar, Python's streaming tarfile), and what GNU tar extracts is compared file by file
+ * with the tree that was archived. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "archive_create.h"
+#include "hash.h"
+#include "ignore.h"
+#include "testutil.h"
+
+#define MiB ((size_t)1 << 20)
+
+/* --- data and trees ------------------------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static unsigned char *random_bytes(size_t len, uint64_t seed)
+{
+	unsigned char *p = malloc(len ? len : 1);
+	uint64_t s = seed | 1;
+	ck_assert_ptr_nonnull(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(rng_next(&s) >> 24);
+	return p;
+}
+
+/* Log-like text: compresses well but not trivially. */
+static unsigned char *text_bytes(size_t len, uint64_t seed)
+{
+	static const char *words[] = { "joined", "left", "the", "game", "Steve", "Alex",
+				       "[Server thread/INFO]:", "moved", "too", "quickly!",
+				       "chunk", "saved", "region", "r.0.-1.mca", "\n" };
+	unsigned char *p = malloc(len ? len : 1);
+	uint64_t s = seed | 1;
+	size_t o = 0;
+	ck_assert_ptr_nonnull(p);
+	while (o < len) {
+		char w[64];
+		int n = snprintf(w, sizeof(w), "%s %u ", words[rng_next(&s) % 15],
+				 (unsigned)(rng_next(&s) % 1000));
+		for (int i = 0; i < n && o < len; i++)
+			p[o++] = (unsigned char)w[i];
+	}
+	return p;
+}
+
+static char *join(const char *a, const char *b)
+{
+	char *s = NULL;
+	ck_assert_int_ge(asprintf(&s, "%s/%s", a, b), 0);
+	return s;
+}
+
+static void put(const char *root, const char *rel, const void *data, size_t len, unsigned mode)
+{
+	char *p = join(root, rel);
+	tu_write_file(p, data, len, mode);
+	free(p);
+}
+
+static void put_dir(const char *root, const char *rel, unsigned mode)
+{
+	char *p = join(root, rel);
+	ck_assert_int_eq(tu_sh("mkdir -p '%s'", p), 0);
+	ck_assert_int_eq(chmod(p, mode), 0);
+	free(p);
+}
+
+static void put_link(const char *root, const char *rel, const char *target)
+{
+	char *p = join(root, rel);
+	ck_assert_msg(symlink(target, p) == 0, "symlink %s: %s", p, strerror(errno));
+	free(p);
+}
+
+/* Distinct whole-second mtimes for everything, directories last (post-order), so the
+ * comparison can check them all. */
+static int stamp_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *c = p; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	struct timespec ts[2] = { { (time_t)(1500000000 + h % 100000000), 0 },
+				  { (time_t)(1500000000 + h % 100000000), 0 } };
+	if (ftw->level > 0)
+		utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW);
+	return 0;
+}
+
+static void stamp_mtimes(const char *root)
+{
+	ck_assert_int_eq(nftw(root, stamp_one, 32, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+/* Everything a game server directory can throw at a tar writer, minus special files. */
+static void make_tricky_tree(const char *root)
+{
+	static const char hello[] = "hello, world\n";
+	char name[256], deep[1024];
+
+	put_dir(root, "empty", 0755);
+	put_dir(root, "a/b/c/empty2", 0755);
+	put(root, "a/b/c/file.txt", hello, sizeof(hello) - 1, 0644);
+	put(root, "a/zero", "", 0, 0644);
+	put(root, "zero", "", 0, 0600);
+	put(root, "mode600", "secret\n", 7, 0600);
+	put(root, "mode755.sh", "#!/bin/sh\necho hi\n", 18, 0755);
+	put(root, "mode444", "read only\n", 10, 0444);
+	put_dir(root, "private", 0700);
+	put(root, "private/key", "k\n", 2, 0600);
+	put(root, "\xc3\xbcn\xc3\xaf" "c\xc3\xb8" "d\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e.txt",
+	    "unicode\n", 8, 0644);
+	put(root, "emoji_\xf0\x9f\x98\x80.bin", "emoji\n", 6, 0644);
+	put(root, "raw\xff\xfe-not-utf8.bin", "raw\n", 4, 0644);
+
+	memset(name, 'n', 250);
+	memcpy(name + 250, ".txt", 5); /* 254 bytes: about NAME_MAX */
+	put(root, name, "long name\n", 10, 0644);
+	size_t o = (size_t)snprintf(deep, sizeof(deep), "deep");
+	for (int i = 0; i < 6; i++) {
+		deep[o++] = '/';
+		for (int j = 0; j < 60; j++)
+			deep[o++] = (char)('a' + (i + j) % 26);
+	}
+	snprintf(deep + o, sizeof(deep) - o, "/leaf-%s.txt", "beyond-255-bytes");
+	put(root, deep, "deep\n", 5, 0644);
+
+	unsigned char *rnd = random_bytes(3 * MiB + 123, 7);
+	put(root, "data/random.bin", rnd, 3 * MiB + 123, 0644);
+	free(rnd);
+	unsigned char *txt = text_bytes(5 * MiB + 77, 9);
+	put(root, "data/logs/latest.log", txt, 5 * MiB + 77, 0644);
+	free(txt);
+
+	put_link(root, "rel_link", "a/b/c/file.txt");
+	put_link(root, "dangling", "does/not/exist");
+	put_link(root, "abs_link", "/etc/hostname");
+	put_link(root, "dir_link", "a");
+	put_link(root, "a/b/up_link", "../../zero");
+	char *src = join(root, "a/b/c/file.txt"), *dst = join(root, "hard.txt");
+	ck_assert_int_eq(link(src, dst), 0);
+	free(src);
+	free(dst);
+	stamp_mtimes(root);
+}
+
+/* --- sinks and options --------------------------------------------------------------- */
+
+struct file_sink {
+	int fd;
+	uint64_t written;
+	uint64_t fail_after; /* with fail_code: refuse the write that would pass this */
+	int fail_code;
+	unsigned calls;
+};
+
+static int file_sink_write(void *opaque, const void *buf, size_t len)
+{
+	struct file_sink *s = opaque;
+	const char *p = buf;
+
+	s->calls++;
+	if (s->fail_code && s->written + len > s->fail_after)
+		return s->fail_code;
+	s->written += len;
+	if (s->fd < 0)
+		return 0;
+	while (len) {
+		ssize_t n = write(s->fd, p, len);
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int create_to(const char *root, const char *out, enum archive_level level,
+		     unsigned threads, const struct ignore_rules *ignore,
+		     struct archive_create_result *res)
+{
+	struct file_sink s = { .fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) };
+	ck_assert_int_ge(s.fd, 0);
+	struct archive_create_opts o = {
+		.root = root, .ignore = ignore, .level = level, .threads = threads
+	};
+	struct amber_sink sink = { file_sink_write, &s };
+	int r = archive_create(&o, &sink, res);
+	close(s.fd);
+	if (r == 0)
+		ck_assert_uint_eq(res->bytes_out, s.written);
+	return r;
+}
+
+static bool report_has(const struct report *r, const char *path, const char *needle)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->entries[i].path, path) && strstr(r->entries[i].reason, needle))
+			return true;
+	return false;
+}
+
+static void dump_report(const struct report *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		fprintf(stderr, "  report: %s: %s\n", r->entries[i].path, r->entries[i].reason);
+}
+
+/* --- judging an archive with the real tools ------------------------------------------ */
+
+static const char py_stream_read[] =
+	"import sys, tarfile\n"
+	"n = 0\n"
+	"with tarfile.open(sys.argv[1], mode='r|gz') as t:\n"
+	"    for m in t:\n"
+	"        if m.isfile():\n"
+	"            f = t.extractfile(m)\n"
+	"            while f.read(1 << 20):\n"
+	"                pass\n"
+	"        n += 1\n"
+	"print(n)\n";
+
+/* Compares two trees (bytes paths, symlinks not followed): type, mode, mtime (whole
+ * seconds; not for symlinks), content, symlink target. argv[3]: paths to leave out. */
+static const char py_compare[] =
+	"import os, sys, stat, hashlib\n"
+	"def scan(root, skip):\n"
+	"    out = {}\n"
+	"    for d, dirs, files in os.walk(root):\n"
+	"        for n in dirs + files:\n"
+	"            p = os.path.join(d, n)\n"
+	"            rel = os.path.relpath(p, root)\n"
+	"            if rel in skip:\n"
+	"                continue\n"
+	"            st = os.lstat(p)\n"
+	"            m, t = stat.S_IMODE(st.st_mode), int(st.st_mtime)\n"
+	"            if stat.S_ISREG(st.st_mode):\n"
+	"                h = hashlib.sha256(open(p, 'rb').read()).hexdigest()\n"
+	"                out[rel] = ('file', m, t, st.st_size, h)\n"
+	"            elif stat.S_ISDIR(st.st_mode):\n"
+	"                out[rel] = ('dir', m, t)\n"
+	"            elif stat.S_ISLNK(st.st_mode):\n"
+	"                out[rel] = ('link', os.readlink(p))\n"
+	"            else:\n"
+	"                out[rel] = ('special',)\n"
+	"    return out\n"
+	"skip = set(os.fsencode(s) for s in sys.argv[3].split(',') if s) if len(sys.argv) > 3 "
+	"else set()\n"
+	"a = scan(os.fsencode(sys.argv[1]), skip)\n"
+	"b = scan(os.fsencode(sys.argv[2]), skip)\n"
+	"bad = 0\n"
+	"for k in sorted(set(a) | set(b)):\n"
+	"    if a.get(k) != b.get(k):\n"
+	"        print('DIFF', k, a.get(k), b.get(k))\n"
+	"        bad += 1\n"
+	"print('compared', len(a), 'entries,', bad, 'differences')\n"
+	"sys.exit(1 if bad or not a else 0)\n";
+
+static char *write_script(const char *dir, const char *name, const char *text)
+{
+	char *p = join(dir, name);
+	tu_write_file(p, text, strlen(text), 0644);
+	return p;
+}
+
+/* Every reader accepts it; returns the member count Python's streaming reader saw. */
+static long check_readers(const char *work, const char *archive)
+{
+	ck_assert_int_eq(tu_sh("gzip -t '%s'", archive), 0);
+	ck_assert_int_eq(tu_sh("pigz -t '%s'", archive), 0);
+	/* GNU tar does not know pax's hdrcharset (the non-UTF-8 name) and says so. */
+	ck_assert_int_eq(tu_sh("tar -tzf '%s' > /dev/null 2> '%s.err'; rc=$?; "
+			       "grep -v hdrcharset '%s.err' >&2; exit $rc", archive, archive, archive),
+			 0);
+	ck_assert_int_eq(tu_sh("bsdtar -tf '%s' > /dev/null", archive), 0);
+	char *py = write_script(work, "stream_read.py", py_stream_read);
+	int st = -1;
+	char *out = tu_sh_out(&st, "python3 '%s' '%s'", py, archive);
+	ck_assert_msg(st == 0, "python r|gz failed: %s", out);
+	long n = strtol(out, NULL, 10);
+	free(out);
+	free(py);
+	return n;
+}
+
+/* GNU tar extracts it into a scratch dir, which must match the source tree. */
+static void check_extract_matches(const char *work, const char *archive, const char *src,
+				  const char *skip)
+{
+	char *dst = join(work, "extracted");
+	tu_rmrf(dst);
+	ck_assert_int_eq(mkdir(dst, 0755), 0);
+	ck_assert_int_eq(tu_sh("tar --numeric-owner -xpzf '%s' -C '%s' 2> '%s.err'; rc=$?; "
+			       "grep -v hdrcharset '%s.err' >&2; exit $rc",
+			       archive, dst, dst, dst), 0);
+	char *py = write_script(work, "compare.py", py_compare);
+	ck_assert_msg(tu_sh("python3 '%s' '%s' '%s' '%s'", py, src, dst, skip ? skip : "") == 0,
+		      "extracted tree differs from the source");
+	free(py);
+	tu_rmrf(dst);
+	free(dst);
+}
+
+static void check_hashes(const char *archive, const struct archive_create_result *res)
+{
+	char sha1[2 * HASH_SHA1_LEN + 1], sha256[2 * HASH_SHA256_LEN + 1];
+	hash_hex(res->sha1, sizeof(res->sha1), sha1);
+	hash_hex(res->sha256, sizeof(res->sha256), sha256);
+	char *o1 = tu_sh_out(NULL, "sha1sum '%s' | cut -d' ' -f1", archive);
+	char *o2 = tu_sh_out(NULL, "sha256sum '%s' | cut -d' ' -f1", archive);
+	ck_assert_msg(!strncmp(o1, sha1, strlen(sha1)), "sha1 %s vs %s", sha1, o1);
+	ck_assert_msg(!strncmp(o2, sha256, strlen(sha256)), "sha256 %s vs %s", sha256, o2);
+	free(o1);
+	free(o2);
+	struct stat st;
+	ck_assert_int_eq(stat(archive, &st), 0);
+	ck_assert_uint_eq((uint64_t)st.st_size, res->bytes_out);
+}
+
+/* --- tests --------------------------------------------------------------------------- */
+
+START_TEST(tricky_tree_round_trips_through_every_reader)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	char *archive = join(work, "out.tar.gz");
+	make_tricky_tree(src);
+
+	struct archive_create_result res;
+	ck_assert_int_eq(create_to(src, archive, ARCHIVE_LEVEL_FAST, 2, NULL, &res), 0);
+	dump_report(&res.report);
+	ck_assert_uint_eq(report_total(&res.report), 0);
+	ck_assert_uint_eq(res.skipped, 0);
+	ck_assert_uint_eq(res.symlinks, 5);
+	ck_assert_uint_eq(res.bytes_in, 3 * MiB + 123 + 5 * MiB + 77 + 13 + 7 + 18 + 10 + 2 + 8 +
+					    6 + 4 + 10 + 5 + 13);
+
+	long members = check_readers(work, archive);
+	ck_assert_int_eq(members, (long)(res.files + res.dirs + res.symlinks));
+	check_extract_matches(work, archive, src, NULL);
+	check_hashes(archive, &res);
+
+	/* The pre-walk counts exactly what was archived. */
+	uint64_t bytes = 0, entries = 0;
+	ck_assert_int_eq(archive_prewalk(src, NULL, &bytes, &entries), 0);
+	ck_assert_uint_eq(bytes, res.bytes_in);
+	ck_assert_uint_eq(entries, res.files + res.dirs + res.symlinks);
+
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(archive);
+	free(src);
+	free(work);
+}
+END_TEST
+
+START_TEST(every_level_and_thread_count_is_valid)
+{
+	static const enum archive_level levels[] = { ARCHIVE_LEVEL_NONE, ARCHIVE_LEVEL_FAST,
+						     ARCHIVE_LEVEL_BEST };
+	static const unsigned threads[] = { 1, 2, 4 };
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	char *archive = join(work, "out.tar.gz");
+	make_tricky_tree(src);
+	uint64_t sizes[3] = { 0, 0, 0 };
+
+	for (size_t l = 0; l < 3; l++) {
+		for (size_t t = 0; t < 3; t++) {
+			struct archive_create_result res;
+			ck_assert_int_eq(create_to(src, archive, levels[l], threads[t], NULL, &res),
+					 0);
+			long members = check_readers(work, archive);
+			ck_assert_int_eq(members, (long)(res.files + res.dirs + res.symlinks));
+			check_hashes(archive, &res);
+			if (t == 1)
+				check_extract_matches(work, archive, src, NULL);
+			sizes[l] = res.bytes_out;
+			archive_create_result_clear(&res);
+		}
+	}
+	/* Stored is bigger than fast, which is no smaller than best. */
+	ck_assert_uint_gt(sizes[0], sizes[1]);
+	ck_assert_uint_ge(sizes[1], sizes[2]);
+	tu_rmrf(work);
+	free(archive);
+	free(src);
+	free(work);
+}
+END_TEST
+
+START_TEST(large_input_spans_many_blocks)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	char *archive = join(work, "out.tar.gz");
+	/* 64 MiB, alternating random and text MiBs, plus a few odd-sized files so block
+	 * boundaries fall inside headers and data alike. */
+	unsigned char *big = malloc(64 * MiB);
+	ck_assert_ptr_nonnull(big);
+	for (size_t i = 0; i < 64; i++) {
+		unsigned char *part = i % 2 ? random_bytes(MiB, i + 1) : text_bytes(MiB, i + 1);
+		memcpy(big + i * MiB, part, MiB);
+		free(part);
+	}
+	put(src, "world/big.bin", big, 64 * MiB, 0644);
+	for (int i = 0; i < 40; i++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "world/region/r.%d.mca", i);
+		put(src, rel, big + (size_t)i * 1000003, 100000 + (size_t)i * 7919, 0644);
+	}
+	free(big);
+	stamp_mtimes(src);
+
+	struct archive_create_result res;
+	ck_assert_int_eq(create_to(src, archive, ARCHIVE_LEVEL_FAST, 2, NULL, &res), 0);
+	ck_assert_uint_eq(report_total(&res.report), 0);
+	ck_assert_int_eq(check_readers(work, archive), 43);
+	check_extract_matches(work, archive, src, NULL);
+	check_hashes(archive, &res);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(archive);
+	free(src);
+	free(work);
+}
+END_TEST
+
+/* The cancel poll runs between blocks of file data on the walking thread, which makes it
+ * a deterministic place to change the tree under the walker: as soon as a file is open
+ * (visible in /proc/self/fd), it is truncated or appended to, and a later file removed. */
+struct mutator {
+	char *shrink, *grow, *vanish;
+	bool shrunk, grown;
+};
+
+#define CHANGING_SIZE (4 * MiB)
+#define SHRUNK_SIZE (MiB + 1000)
+
+static bool is_open_here(const char *path)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	bool found = false;
+
+	ck_assert_ptr_nonnull(d);
+	while (!found && (de = readdir(d))) {
+		char link[PATH_MAX], fdp[PATH_MAX];
+		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%s", de->d_name);
+		ssize_t n = readlink(fdp, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = '\0';
+			found = !strcmp(link, path);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+static int mutate_when_open(void *opaque)
+{
+	struct mutator *m = opaque;
+
+	if (!m->grown && is_open_here(m->grow)) {
+		int fd = open(m->grow, O_WRONLY | O_APPEND);
+		ck_assert_int_ge(fd, 0);
+		unsigned char *more = random_bytes(MiB, 99);
+		ck_assert_int_eq(write(fd, more, MiB), (ssize_t)MiB);
+		free(more);
+		close(fd);
+		ck_assert_int_eq(unlink(m->vanish), 0);
+		m->grown = true;
+	}
+	if (!m->shrunk && is_open_here(m->shrink)) {
+		ck_assert_int_eq(truncate(m->shrink, SHRUNK_SIZE), 0);
+		m->shrunk = true;
+	}
+	return 0;
+}
+
+START_TEST(files_that_change_while_read_keep_the_archive_valid)
+{
+	char *work = tu_mkdtemp("create");
+	char *src0 = join(work, "src");
+	char *archive = join(work, "out.tar.gz");
+	char src[PATH_MAX];
+	unsigned char *orig = random_bytes(CHANGING_SIZE, 5);
+	put(src0, "grow.bin", orig, CHANGING_SIZE, 0644);
+	put(src0, "shrink.bin", orig, CHANGING_SIZE, 0644);
+	put(src0, "zz_vanish.txt", "gone\n", 5, 0644);
+	put(src0, "zz_stays.txt", "here\n", 5, 0644);
+	ck_assert_ptr_nonnull(realpath(src0, src));
+
+	struct mutator m = { join(src, "shrink.bin"), join(src, "grow.bin"),
+			     join(src, "zz_vanish.txt"), false, false };
+	struct file_sink s = { .fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+	struct archive_create_opts o = { .root = src, .threads = 2,
+					 .cancelled = mutate_when_open, .cancelled_opaque = &m };
+	struct amber_sink sink = { file_sink_write, &s };
+	struct archive_create_result res;
+	ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
+	close(s.fd);
+	ck_assert(m.shrunk && m.grown);
+	dump_report(&res.report);
+
+	char want[128];
+	snprintf(want, sizeof(want), "shrank from %zu to %zu bytes", CHANGING_SIZE, SHRUNK_SIZE);
+	ck_assert(report_has(&res.report, "shrink.bin", want));
+	ck_assert(report_has(&res.report, "shrink.bin", "padded with zeros"));
+	snprintf(want, sizeof(want), "grew from %zu to %zu bytes", CHANGING_SIZE,
+		 CHANGING_SIZE + MiB);
+	ck_assert(report_has(&res.report, "grow.bin", want));
+	ck_assert(report_has(&res.report, "zz_vanish.txt", "vanished"));
+	ck_assert_uint_eq(report_total(&res.report), 3);
+	ck_assert_uint_eq(res.files, 3);
+
+	ck_assert_int_eq(check_readers(work, archive), 3);
+	char *dst = join(work, "x");
+	ck_assert_int_eq(mkdir(dst, 0755), 0);
+	ck_assert_int_eq(tu_sh("tar -xzf '%s' -C '%s'", archive, dst), 0);
+	size_t len = 0;
+	char *p = join(dst, "grow.bin");
+	char *got = tu_read_file(p, &len);
+	ck_assert_uint_eq(len, CHANGING_SIZE);
+	ck_assert(!memcmp(got, orig, CHANGING_SIZE)); /* cut at the announced size */
+	free(got);
+	free(p);
+	p = join(dst, "shrink.bin");
+	got = tu_read_file(p, &len);
+	ck_assert_uint_eq(len, CHANGING_SIZE);
+	ck_assert(!memcmp(got, orig, SHRUNK_SIZE));
+	for (size_t i = SHRUNK_SIZE; i < CHANGING_SIZE; i++)
+		ck_assert_msg(got[i] == 0, "byte %zu not zero-filled", i);
+	free(got);
+	free(p);
+	p = join(dst, "zz_stays.txt");
+	ck_assert_int_eq(access(p, F_OK), 0);
+	free(p);
+
+	free(dst);
+	free(m.shrink);
+	free(m.grow);
+	free(m.vanish);
+	free(orig);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(archive);
+	free(src0);
+	free(work);
+}
+END_TEST
+
+static void fill_for_failure(const char *src)
+{
+	unsigned char *rnd = random_bytes(16 * MiB, 3);
+	put(src, "a.bin", rnd, 16 * MiB, 0644);
+	put(src, "b.bin", rnd, 8 * MiB, 0644);
+	free(rnd);
+}
+
+START_TEST(sink_failure_stops_everything_and_is_returned)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	fill_for_failure(src);
+	struct file_sink whole = { .fd = -1 };
+	struct archive_create_opts o1 = { .root = src, .threads = 2 };
+	struct amber_sink sink1 = { file_sink_write, &whole };
+	struct archive_create_result res1;
+	ck_assert_int_eq(archive_create(&o1, &sink1, &res1), 0);
+	archive_create_result_clear(&res1);
+	/* At the gzip header, in the middle, and at the very end (the trailer). */
+	const uint64_t fail_at[] = { 0, whole.written / 2, whole.written - 1 };
+
+	for (size_t i = 0; i < 3; i++) {
+		for (unsigned threads = 1; threads <= 4; threads *= 2) {
+			struct file_sink s = { .fd = -1, .fail_after = fail_at[i],
+					       .fail_code = -ENOSPC };
+			struct archive_create_opts o = { .root = src, .threads = threads };
+			struct amber_sink sink = { file_sink_write, &s };
+			struct archive_create_result res;
+			ck_assert_int_eq(archive_create(&o, &sink, &res), -ENOSPC);
+			ck_assert_uint_le(s.written, fail_at[i]);
+			ck_assert_uint_eq(res.bytes_out, s.written);
+			archive_create_result_clear(&res);
+		}
+	}
+	tu_rmrf(work);
+	free(src);
+	free(work);
+}
+END_TEST
+
+static int cancel_after(void *opaque)
+{
+	unsigned *left = opaque;
+	return *left == 0 || --*left == 0;
+}
+
+START_TEST(cancellation_is_polled_and_returned)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	fill_for_failure(src);
+	unsigned left = 5;
+	struct file_sink s = { .fd = -1 };
+	struct archive_create_opts o = { .root = src, .threads = 2, .cancelled = cancel_after,
+					 .cancelled_opaque = &left };
+	struct amber_sink sink = { file_sink_write, &s };
+	struct archive_create_result res;
+	ck_assert_int_eq(archive_create(&o, &sink, &res), -ECANCELED);
+	ck_assert_uint_eq(left, 0);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(src);
+	free(work);
+}
+END_TEST
+
+struct progress_log {
+	unsigned calls;
+	struct archive_progress last;
+};
+
+static void record_progress(void *opaque, const struct archive_progress *p)
+{
+	struct progress_log *l = opaque;
+	ck_assert_uint_le(p->bytes_read, p->total_bytes);
+	ck_assert_uint_le(p->files, p->total_files);
+	if (l->calls)
+		ck_assert_uint_ge(p->bytes_written, l->last.bytes_written);
+	l->calls++;
+	l->last = *p;
+}
+
+START_TEST(progress_reports_totals_from_the_prewalk)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	make_tricky_tree(src);
+	struct progress_log log = { 0 };
+	struct file_sink s = { .fd = -1 };
+	struct archive_create_opts o = { .root = src, .threads = 2, .progress = record_progress,
+					 .progress_opaque = &log };
+	struct amber_sink sink = { file_sink_write, &s };
+	struct archive_create_result res;
+	ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
+	ck_assert_uint_ge(log.calls, 1);
+	ck_assert_uint_eq(log.last.total_bytes, res.bytes_in);
+	ck_assert_uint_eq(log.last.bytes_read, res.bytes_in);
+	ck_assert_uint_eq(log.last.total_files, res.files + res.dirs + res.symlinks);
+	ck_assert_uint_eq(log.last.files, log.last.total_files);
+	ck_assert_uint_eq(log.last.bytes_written, res.bytes_out);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(src);
+	free(work);
+}
+END_TEST
+
+START_TEST(special_files_are_skipped_and_noted)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	char *archive = join(work, "out.tar.gz");
+	put(src, "keep.txt", "keep\n", 5, 0644);
+	char *fifo = join(src, "pipe");
+	ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+	unsigned expected = 1;
+
+	char *sock_path = join(src, "sock");
+	int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	ck_assert_int_ge(sfd, 0);
+	if (strlen(sock_path) < sizeof(sa.sun_path)) {
+		strcpy(sa.sun_path, sock_path);
+		ck_assert_int_eq(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		expected++;
+	}
+	char *dev = join(src, "null");
+	bool have_dev = mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0; /* needs privileges */
+	expected += have_dev;
+
+	struct archive_create_result res;
+	ck_assert_int_eq(create_to(src, archive, ARCHIVE_LEVEL_FAST, 2, NULL, &res), 0);
+	close(sfd);
+	dump_report(&res.report);
+	ck_assert_uint_eq(res.skipped, expected);
+	ck_assert_uint_eq(res.files, 1);
+	ck_assert(report_has(&res.report, "pipe", "FIFO: not archived"));
+	if (expected - have_dev > 1)
+		ck_assert(report_has(&res.report, "sock", "socket: not archived"));
+	if (have_dev)
+		ck_assert(report_has(&res.report, "null", "character device: not archived"));
+	ck_assert_int_eq(check_readers(work, archive), 1);
+	int st = -1;
+	char *list = tu_sh_out(&st, "tar -tzf '%s'", archive);
+	ck_assert_int_eq(st, 0);
+	ck_assert_str_eq(list, "keep.txt\n");
+	free(list);
+
+	free(dev);
+	free(sock_path);
+	free(fifo);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(archive);
+	free(src);
+	free(work);
+}
+END_TEST
+
+START_TEST(ignore_rules_leave_out_files_and_whole_directories)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	char *archive = join(work, "out.tar.gz");
+	put(src, "server.jar", "jar", 3, 0644);
+	put(src, "logs/latest.log", "log", 3, 0644);
+	put(src, "logs/keep/inner.txt", "x", 1, 0644);
+	put(src, "cache/a/b.bin", "b", 1, 0644);
+	put(src, "world/level.dat", "lvl", 3, 0644);
+	put(src, "world/session.lock", "lock", 4, 0644);
+	put(src, "notes.tmp", "tmp", 3, 0644);
+	put(src, "plugins/x.tmp", "tmp", 3, 0644);
+	put(src, "plugins/important.tmp", "tmp", 3, 0644);
+	put_dir(src, "empty_ignored", 0755);
+
+	static const char rules_text[] = "*.tmp\n!plugins/important.tmp\ncache/\n"
+					 "/logs\n*.lock,empty_ignored\n";
+	struct ignore_rules *rules = NULL;
+	ck_assert_int_eq(ignore_rules_new(rules_text, strlen(rules_text), &rules), 0);
+
+	struct archive_create_result res;
+	ck_assert_int_eq(create_to(src, archive, ARCHIVE_LEVEL_FAST, 2, rules, &res), 0);
+	ck_assert_uint_eq(report_total(&res.report), 0);
+	int st = -1;
+	char *list = tu_sh_out(&st, "tar -tzf '%s' | sort", archive);
+	ck_assert_int_eq(st, 0);
+	ck_assert_str_eq(list, "plugins/\nplugins/important.tmp\nserver.jar\nworld/\n"
+			       "world/level.dat\n");
+	free(list);
+	uint64_t bytes = 0, entries = 0;
+	ck_assert_int_eq(archive_prewalk(src, rules, &bytes, &entries), 0);
+	ck_assert_uint_eq(entries, 5);
+	ck_assert_uint_eq(bytes, 3 + 3 + 3);
+	check_readers(work, archive);
+
+	ignore_rules_free(rules);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(archive);
+	free(src);
+	free(work);
+}
+END_TEST
+
+START_TEST(root_errors)
+{
+	char *work = tu_mkdtemp("create");
+	char *missing = join(work, "missing");
+	char *file = join(work, "file");
+	put(work, "file", "x", 1, 0644);
+	struct file_sink s = { .fd = -1 };
+	struct amber_sink sink = { file_sink_write, &s };
+	struct archive_create_result res;
+	uint64_t b, e;
+
+	struct archive_create_opts o = { .root = missing };
+	ck_assert_int_eq(archive_create(&o, &sink, &res), -ENOENT);
+	archive_create_result_clear(&res);
+	ck_assert_int_eq(archive_prewalk(missing, NULL, &b, &e), -ENOENT);
+	o.root = file;
+	ck_assert_int_eq(archive_create(&o, &sink, &res), -ENOTDIR);
+	archive_create_result_clear(&res);
+	ck_assert_int_eq(archive_prewalk(file, NULL, &b, &e), -ENOTDIR);
+	o.root = work;
+	o.level = (enum archive_level)42;
+	ck_assert_int_eq(archive_create(&o, &sink, &res), -EINVAL);
+	archive_create_result_clear(&res);
+	ck_assert_uint_eq(s.calls, 0); /* nothing reached the sink */
+
+	/* An empty root is a valid, empty archive. */
+	char *empty = join(work, "empty");
+	char *archive = join(work, "empty.tar.gz");
+	ck_assert_int_eq(mkdir(empty, 0755), 0);
+	ck_assert_int_eq(create_to(empty, archive, ARCHIVE_LEVEL_FAST, 1, NULL, &res), 0);
+	ck_assert_int_eq(check_readers(work, archive), 0);
+	archive_create_result_clear(&res);
+
+	free(archive);
+	free(empty);
+	free(file);
+	free(missing);
+	tu_rmrf(work);
+	free(work);
+}
+END_TEST
+
+/* Permission bits do not stop root, so this only means something unprivileged. */
+START_TEST(unreadable_entries_are_noted_not_fatal)
+{
+	if (geteuid() == 0)
+		return;
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	char *archive = join(work, "out.tar.gz");
+	put(src, "ok.txt", "ok", 2, 0644);
+	put(src, "locked.txt", "no", 2, 0000);
+	put(src, "closed/inside.txt", "no", 2, 0644);
+	char *closed = join(src, "closed");
+	ck_assert_int_eq(chmod(closed, 0000), 0);
+
+	struct archive_create_result res;
+	ck_assert_int_eq(create_to(src, archive, ARCHIVE_LEVEL_FAST, 2, NULL, &res), 0);
+	ck_assert(report_has(&res.report, "locked.txt", "cannot be opened"));
+	ck_assert(report_has(&res.report, "closed", "contents are not archived"));
+	int st = -1;
+	char *list = tu_sh_out(&st, "tar -tzf '%s' | sort", archive);
+	ck_assert_str_eq(list, "closed/\nok.txt\n");
+	free(list);
+	chmod(closed, 0755);
+	free(closed);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(archive);
+	free(src);
+	free(work);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("archive_create");
+	TCase *tc = tcase_create("archive_create");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, tricky_tree_round_trips_through_every_reader);
+	tcase_add_test(tc, every_level_and_thread_count_is_valid);
+	tcase_add_test(tc, large_input_spans_many_blocks);
+	tcase_add_test(tc, files_that_change_while_read_keep_the_archive_valid);
+	tcase_add_test(tc, sink_failure_stops_everything_and_is_returned);
+	tcase_add_test(tc, cancellation_is_polled_and_returned);
+	tcase_add_test(tc, progress_reports_totals_from_the_prewalk);
+	tcase_add_test(tc, special_files_are_skipped_and_noted);
+	tcase_add_test(tc, ignore_rules_leave_out_files_and_whole_directories);
+	tcase_add_test(tc, root_errors);
+	tcase_add_test(tc, unreadable_entries_are_noted_not_fatal);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
