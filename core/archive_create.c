@@ -355,15 +355,18 @@ static int checkpoint(struct creator *c)
 	return 0;
 }
 
+/* Never reports failure to libarchive: libarchive 3.6 frees its output filter only in
+ * archive_write_close and skips that once an archive is FATAL, leaking it. The error
+ * travels in c->err instead, each archive_write_* call is checked against it, and once
+ * it is set the rest (the trailer written by close) is swallowed. */
 static la_ssize_t tar_out(struct archive *a, void *opaque, const void *buf, size_t len)
 {
 	struct creator *c = opaque;
-	int r = gzip_parallel_write(c->gz, buf, len);
 
-	if (r < 0) {
-		c->err = r;
-		archive_set_error(a, -r, "compressed stream failed");
-		return -1;
+	if (!c->err) {
+		int r = gzip_parallel_write(c->gz, buf, len);
+		if (r < 0)
+			c->err = r;
 	}
 	return (la_ssize_t)len;
 }
@@ -391,6 +394,8 @@ static int put_header(struct creator *c, const struct stat *st, unsigned type,
 		archive_entry_copy_symlink(e, symlink);
 
 	int r = archive_write_header(c->ar, e);
+	if (c->err)
+		return c->err;
 	/* WARN: a name that is not UTF-8 went out as raw bytes (hdrcharset=BINARY), which
 	 * is the faithful choice for a backup. */
 	if (r == ARCHIVE_OK || r == ARCHIVE_WARN)
@@ -406,6 +411,8 @@ static int put_header(struct creator *c, const struct stat *st, unsigned type,
 static int put_data(struct creator *c, const void *buf, size_t len)
 {
 	la_ssize_t n = archive_write_data(c->ar, buf, len);
+	if (c->err)
+		return c->err;
 	return n >= 0 && (size_t)n == len ? 0 : tar_failed(c);
 }
 
@@ -686,12 +693,14 @@ static int run(struct creator *c, int root_fd, const struct gzip_parallel_opts *
 	} else {
 		close(root_fd);
 	}
-	if (r == 0 && archive_write_close(c->ar) != ARCHIVE_OK)
+	if (r < 0 && !c->err)
+		c->err = r; /* from here on tar_out swallows what close writes */
+	if (c->ar && archive_write_close(c->ar) != ARCHIVE_OK && r == 0)
 		r = tar_failed(c);
+	if (r == 0 && c->err)
+		r = c->err;
 	if (r == 0)
 		r = gzip_parallel_finish(c->gz);
-	if (r < 0 && c->ar)
-		archive_write_fail(c->ar); /* so free does not try to write the tar trailer */
 	if (c->ar)
 		archive_write_free(c->ar);
 	archive_entry_free(c->entry);

@@ -765,7 +765,9 @@ static int parse_ml_string(struct parser *p, struct sbuf *b)
 		if (c == '\r') {
 			if (peek_at(p, 1) != '\n')
 				return fail(p, p->pos, "carriage return not followed by a newline");
-			if (sb_add(b, "\r\n", 2) < 0)
+			/* The spec leaves newlines in strings to the parser; a value should not
+			 * change with the line endings of the file it was written in. */
+			if (sb_add(b, "\n", 1) < 0)
 				return oom(p);
 			p->pos += 2;
 			continue;
