@@ -1,12 +1,16 @@
 /*
- * Restore: a tar stream (gzip, zstd or uncompressed; detected by libarchive) pulled from
- * an amber_source and written beneath opts->root.
+ * Restore: a tar stream (gzip, zstd or uncompressed, detected from its first bytes)
+ * pulled from an amber_source and written beneath opts->root.
  *
- * libarchive only parses. Writing is ours, relative to a root directory fd, because
- * archive_write_disk resolves names against the process cwd and a daemon must not chdir.
- * Every parent directory is opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
- * RESOLVE_NO_MAGICLINKS) from the root fd (see path_beneath.c; without openat2, one
- * O_NOFOLLOW lookup per component), and the last component is never followed.
+ * gzip is decoded here with ISA-L, which checks each member's CRC-32: libarchive's own
+ * gzip reader skips that check, so a damaged stored block would restore silently.
+ * zstd goes through libarchive (libzstd checks the frame checksum when there is one).
+ * libarchive then only parses the tar. Writing is ours, relative to a root directory
+ * fd, because archive_write_disk resolves names against the process cwd and a daemon
+ * must not chdir. Every parent directory is opened with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) from the root fd (see path_beneath.c;
+ * without openat2, one O_NOFOLLOW lookup per component), and the last component is
+ * never followed. The root path itself is the daemon's and is trusted.
  *
  * Safety policy. A refused entry is named in result.report with the reason, counted in
  * result.refused, and the restore goes on with the next entry:
@@ -15,7 +19,8 @@
  *    components are dropped ("./a//b" is "a/b"). An entry naming the root itself ("./")
  *    is skipped silently if it is a directory: the root's own mode, owner and mtime are
  *    the daemon's, not the archive's; any other type naming the root is refused.
- *    A non-directory whose name ends in '/' is refused.
+ *    A non-directory whose name ends in '/' is refused, and so is a name of PATH_MAX
+ *    bytes or more (or with a component over NAME_MAX).
  *  - NUL bytes: tar and pax names reach us as C strings, so whatever followed a NUL is
  *    gone before we look; what is left is checked like any other name.
  *  - Through a symlink: an entry whose path has a symlink in any parent position is
@@ -29,7 +34,8 @@
  *  - Hard links: the target must pass the name rules, name an entry already restored,
  *    and be a regular file (not a symlink: a relative target that stays inside from one
  *    directory can escape from another; not a directory). It is linked with linkat
- *    beneath the root, never following anything. A link to itself is refused.
+ *    beneath the root, never following anything. A link to itself is refused. A hard
+ *    link counts in result.files.
  *  - Character and block devices, FIFOs, sockets and unknown types: refused.
  *  - Existing paths: a non-directory in the way (file, symlink, FIFO, device) is unlinked
  *    and the entry created afresh. Regular files are always created O_CREAT|O_EXCL and
@@ -49,7 +55,9 @@
  * Errors: storage and resource errors (ENOSPC, EDQUOT, EIO, EROFS, EFBIG, ENOMEM, EMFILE,
  * ENFILE) end the restore with that code; errors that concern one entry only (name too
  * long, parent not a directory, ...) refuse that entry. A stream that is not a tar or is
- * damaged ends it with -EBADMSG; the source's own error and -ECANCELED pass through.
+ * damaged (including a header libarchive would skip to resync) ends it with -EBADMSG;
+ * so does an empty stream. The source's own error and -ECANCELED pass through. A file
+ * being written when the restore fails is removed rather than left short.
  * Truncation (opts->truncate) empties the root, never following links and never
  * removing the root, only once the first entry header has parsed (or the stream proved
  * to be a valid empty archive), so a bad source leaves the old files alone.
@@ -109,6 +117,7 @@ struct restore {
 	int cache_fd;
 	struct dir_fixup *fix;
 	size_t nfix, fix_cap;
+	bool is_root; /* euid 0: permission bits never stand in our way */
 	bool do_chown;
 	uid_t uid;
 	gid_t gid;
@@ -311,7 +320,10 @@ static int64_t gunzip_read(struct restore *r, const void **buf)
 		}
 		st->next_out = r->gz_out;
 		st->avail_out = GZ_OUT_SIZE;
-		if (isal_inflate(st) < 0)
+		/* Anything but plain progress (a dictionary request, say) is not a gzip we
+		 * wrote: the reader would otherwise spin on it. */
+		int ret = isal_inflate(st);
+		if (ret != ISAL_DECOMP_OK && ret != ISAL_END_INPUT && ret != ISAL_OUT_OVERFLOW)
 			return -EBADMSG;
 		if (st->block_state == ISAL_BLOCK_FINISH)
 			r->gz_in_member = false;
@@ -531,7 +543,8 @@ static int restore_file(struct restore *r, struct archive_entry *e, const char *
 	mode_t mode = entry_mode(e);
 	int fd;
 	for (int tries = 0;; tries++) {
-		fd = openat(dir_fd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		fd = openat(dir_fd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    mode);
 		if (fd >= 0)
 			break;
 		int err = -errno;
@@ -597,6 +610,16 @@ static int restore_dir(struct restore *r, struct archive_entry *e, const char *r
 			if ((err = remove_nondir(dir_fd, leaf)) ||
 			    (mkdirat(dir_fd, leaf, 0755) < 0 && (err = -errno)))
 				return entry_error(r, raw, err, "cannot create directory");
+		} else if (!r->is_root && (st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR)) {
+			/* A read-only directory from an earlier restore would refuse the
+			 * entries about to go into it; its mode is set again at the end. */
+			int fd;
+			if (!beneath_open_dir(&r->b, r->name, O_RDONLY, &fd)) {
+				err = fchmod(fd, (st.st_mode & 07777) | S_IRWXU) < 0 ? -errno : 0;
+				close(fd);
+				if (is_fatal(err))
+					return err;
+			}
 		}
 	}
 	if (r->do_chown && fchownat(dir_fd, leaf, r->uid, r->gid, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -941,6 +964,7 @@ int archive_restore(const struct archive_restore_opts *opts, const struct amber_
 		.b = { .root_fd = -1 },
 		.cache_fd = -1,
 		.umask = -1,
+		.is_root = geteuid() == 0,
 		.do_chown = geteuid() == 0 && (opts->uid >= 0 || opts->gid >= 0),
 		.uid = opts->uid >= 0 ? (uid_t)opts->uid : (uid_t)-1,
 		.gid = opts->gid >= 0 ? (gid_t)opts->gid : (gid_t)-1,

@@ -234,9 +234,11 @@ int beneath_mkdirs(struct beneath *b, const char *rel, uid_t uid, gid_t gid, int
 		int fd = open_component(cur, comp, O_PATH);
 		if (fd == -ENOENT) {
 			if (mkdirat(cur, comp, 0755) == 0) {
-				if (chown_new && fchownat(cur, comp, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
-					err = -errno;
-					break;
+				if (chown_new &&
+				    fchownat(cur, comp, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+					/* Best effort: an owner the system will not take (an
+					 * unmapped uid in a user namespace) still leaves a
+					 * usable directory. */
 				}
 			} else if (errno != EEXIST) {
 				err = -errno;

@@ -46,8 +46,8 @@ struct beneath {
 int beneath_open_dir(struct beneath *b, const char *rel, int flags, int *ret_fd);
 
 /* Like beneath_open_dir with O_PATH, creating missing components (0755, the umask
- * applies) and giving each one it creates to uid:gid unless both are (uid_t)-1 /
- * (gid_t)-1. */
+ * applies) and giving each one it creates to uid:gid, as far as the system allows,
+ * unless both are (uid_t)-1 / (gid_t)-1. */
 int beneath_mkdirs(struct beneath *b, const char *rel, uid_t uid, gid_t gid, int *ret_fd);
 
 /* Removes everything inside the directory open as dir_fd (an O_RDONLY fd; not closed),
