@@ -400,7 +400,7 @@ static int put_header(struct creator *c, const struct stat *st, unsigned type,
 	 * is the faithful choice for a backup. */
 	if (r == ARCHIVE_OK || r == ARCHIVE_WARN)
 		return 0;
-	if (r == ARCHIVE_FAILED && !c->err) {
+	if (r == ARCHIVE_FAILED) {
 		r = note(&c->walker, "cannot be stored in a tar archive (%s); not archived",
 			 archive_error_string(c->ar));
 		return r < 0 ? r : 1;
@@ -553,6 +553,9 @@ static int put_file(struct creator *c, int dirfd, const char *name)
 		r = note(&c->walker, "stopped being a regular file while being archived; "
 				     "not archived");
 	} else {
+		/* A regular file after all: O_NONBLOCK has done its job, and some network
+		 * and FUSE filesystems would otherwise answer reads with EAGAIN. */
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 		r = put_header(c, &st, AE_IFREG, NULL, (uint64_t)st.st_size);
 		if (r == 0) {

@@ -20,7 +20,7 @@
 #define DICT_SIZE ((size_t)ISAL_DEF_HIST_SIZE)
 /* What the block pool may take, so a 64-core box does not buy 64 blocks' worth of
  * buffers that a single tar producer could never keep busy anyway. */
-#define POOL_BUDGET ((size_t)40 << 20)
+#define POOL_BUDGET ((size_t)32 << 20)
 #define STORED_MAX 65535u
 #define STORED_HDR 5u
 #define GZIP_HDR_LEN 10

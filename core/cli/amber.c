@@ -374,7 +374,8 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 	struct progress_line pl = { .on = isatty(2) && !g->json, .start = now_s() };
 	struct backup_create_req req = {
 		.instance = in, .key = key, .root = a.dir, .ignore = a.ignore, .level = a.level,
-		.threads = a.threads, .progress = create_progress, .progress_opaque = &pl,
+		.threads = a.threads, .progress = pl.on ? create_progress : NULL,
+		.progress_opaque = &pl,
 	};
 	struct amber_ctx ctx;
 	host_ctx_init(&ctx, in->ops->name, in->name, "create", uuid);
@@ -439,7 +440,7 @@ static int cmd_backup_restore(int argc, char **argv, struct global_opts *g)
 	struct progress_line pl = { .on = isatty(2) && !g->json, .start = now_s() };
 	struct archive_restore_opts opts = {
 		.root = a.dir, .truncate = a.truncate, .uid = a.uid, .gid = a.gid,
-		.progress = restore_progress, .progress_opaque = &pl,
+		.progress = pl.on ? restore_progress : NULL, .progress_opaque = &pl,
 	};
 	struct amber_ctx ctx;
 	host_ctx_init(&ctx, in->ops->name, in->name, "restore", a.uuid);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "archive_create.h"
+#include "gzip_parallel.h"
 #include "hash.h"
 #include "ignore.h"
 #include "testutil.h"
@@ -341,6 +342,60 @@ static void check_hashes(const char *archive, const struct archive_create_result
 }
 
 /* --- tests --------------------------------------------------------------------------- */
+
+/* The compressor on its own, at the edges: empty input, exactly one block, one byte past
+ * it, many blocks, writes of every size, and the size bound whatever the data. */
+static void gzip_round_trip(const char *work, enum gzip_parallel_level level, unsigned threads,
+			    const unsigned char *data, size_t len)
+{
+	const size_t bs = 64 << 10;
+	char *gz_path = join(work, "x.gz"), *raw = join(work, "x.raw");
+	tu_write_file(raw, data, len, 0644);
+	struct file_sink s = { .fd = open(gz_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+	struct gzip_parallel_opts o = { .level = level, .threads = threads, .block_size = bs };
+	struct amber_sink sink = { file_sink_write, &s };
+	struct gzip_parallel *gz = NULL;
+	ck_assert_int_eq(gzip_parallel_new(&o, &sink, &gz), 0);
+	for (size_t off = 0, step = 1; off < len; step = step > 200000 ? 7 : step * 3 + 1) {
+		size_t n = len - off < step ? len - off : step;
+		ck_assert_int_eq(gzip_parallel_write(gz, data + off, n), 0);
+		off += n;
+	}
+	ck_assert_int_eq(gzip_parallel_finish(gz), 0);
+	ck_assert_uint_eq(gzip_parallel_bytes_out(gz), s.written);
+	ck_assert_uint_eq(gzip_parallel_bytes_in(gz), len);
+	ck_assert_uint_le(s.written, gzip_parallel_bound(len, bs));
+	gzip_parallel_free(gz);
+	close(s.fd);
+	ck_assert_msg(tu_sh("gzip -t '%s' && pigz -t '%s' && gzip -dc '%s' | cmp -s - '%s'", gz_path,
+			    gz_path, gz_path, raw) == 0,
+		      "level %d threads %u len %zu: bad gzip", (int)level, threads, len);
+	free(raw);
+	free(gz_path);
+}
+
+START_TEST(gzip_parallel_edges)
+{
+	static const enum gzip_parallel_level levels[] = { GZIP_PARALLEL_STORED, GZIP_PARALLEL_FAST,
+							   GZIP_PARALLEL_BEST };
+	const size_t bs = 64 << 10;
+	const size_t lens[] = { 0, 1, bs - 1, bs, bs + 1, 3 * bs, 20 * bs + 12345 };
+	char *work = tu_mkdtemp("gzp");
+	unsigned char *rnd = random_bytes(20 * bs + 12345, 11);
+	unsigned char *txt = text_bytes(20 * bs + 12345, 12);
+
+	for (size_t l = 0; l < 3; l++)
+		for (unsigned threads = 1; threads <= 3; threads += 2)
+			for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+				gzip_round_trip(work, levels[l], threads, txt, lens[i]);
+				gzip_round_trip(work, levels[l], threads, rnd, lens[i]);
+			}
+	free(txt);
+	free(rnd);
+	tu_rmrf(work);
+	free(work);
+}
+END_TEST
 
 START_TEST(tricky_tree_round_trips_through_every_reader)
 {
@@ -857,6 +912,7 @@ int main(void)
 	Suite *s = suite_create("archive_create");
 	TCase *tc = tcase_create("archive_create");
 	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, gzip_parallel_edges);
 	tcase_add_test(tc, tricky_tree_round_trips_through_every_reader);
 	tcase_add_test(tc, every_level_and_thread_count_is_valid);
 	tcase_add_test(tc, large_input_spans_many_blocks);
