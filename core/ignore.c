@@ -11,7 +11,13 @@
  * where it starts is only a choice among component starts; the leftmost start that fits also
  * ends leftmost and leaves the most room for the rest, so it is kept without backtracking.
  * Inside one component the glob walk that only remembers the last '*' is exact. The cost is
- * bounded by (components of the path) x (length of the path) x (length of the pattern). */
+ * bounded by (components of the path) x (length of the path) x (length of the pattern).
+ *
+ * Text: a line that starts with '#' is a comment to its end, commas in it included. Other
+ * lines are cut at unescaped commas, and each piece is read as git reads a .gitignore line
+ * (a CR right before the cut dropped, unescaped trailing spaces trimmed, leading ones kept,
+ * '#' first makes it a comment). "\," stays in the pattern, where it matches a comma as any
+ * escaped byte matches itself. */
 #include "ignore.h"
 
 #include <errno.h>
@@ -72,13 +78,20 @@ struct ignore_rules {
 	size_t cap;
 };
 
+enum char_class {
+	CC_ALNUM, CC_ALPHA, CC_BLANK, CC_CNTRL, CC_DIGIT, CC_GRAPH,
+	CC_LOWER, CC_PRINT, CC_PUNCT, CC_SPACE, CC_UPPER, CC_XDIGIT,
+};
+
 static const char *const class_names[] = {
-	"alnum", "alpha", "blank", "cntrl", "digit", "graph",
-	"lower", "print", "punct", "space", "upper", "xdigit",
+	[CC_ALNUM] = "alnum", [CC_ALPHA] = "alpha", [CC_BLANK] = "blank",
+	[CC_CNTRL] = "cntrl", [CC_DIGIT] = "digit", [CC_GRAPH] = "graph",
+	[CC_LOWER] = "lower", [CC_PRINT] = "print", [CC_PUNCT] = "punct",
+	[CC_SPACE] = "space", [CC_UPPER] = "upper", [CC_XDIGIT] = "xdigit",
 };
 
 /* git's own ctype tables, not the C library's: ASCII only, and no \v or \f in "space". */
-static bool class_has(size_t cls, unsigned c)
+static bool class_has(enum char_class cls, unsigned c)
 {
 	bool digit = c >= '0' && c <= '9';
 	bool upper = c >= 'A' && c <= 'Z';
@@ -86,31 +99,32 @@ static bool class_has(size_t cls, unsigned c)
 	bool print = c >= 0x20 && c <= 0x7e;
 
 	switch (cls) {
-	case 0:
+	case CC_ALNUM:
 		return digit || upper || lower;
-	case 1:
+	case CC_ALPHA:
 		return upper || lower;
-	case 2:
+	case CC_BLANK:
 		return c == ' ' || c == '\t';
-	case 3:
+	case CC_CNTRL:
 		return c < 0x20 || c == 0x7f;
-	case 4:
+	case CC_DIGIT:
 		return digit;
-	case 5:
+	case CC_GRAPH:
 		return print && c != ' ';
-	case 6:
+	case CC_LOWER:
 		return lower;
-	case 7:
+	case CC_PRINT:
 		return print;
-	case 8:
+	case CC_PUNCT:
 		return print && c != ' ' && !digit && !upper && !lower;
-	case 9:
+	case CC_SPACE:
 		return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-	case 10:
+	case CC_UPPER:
 		return upper;
-	default:
+	case CC_XDIGIT:
 		return digit || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 	}
+	return false;
 }
 
 static void set_add(struct byteset *s, unsigned c)
@@ -129,7 +143,7 @@ static int set_add_class(struct byteset *s, const char *name, size_t len)
 		if (strlen(class_names[i]) != len || memcmp(class_names[i], name, len))
 			continue;
 		for (unsigned c = 0; c < 128; c++)
-			if (class_has(i, c))
+			if (class_has((enum char_class)i, c))
 				set_add(s, c);
 		return 0;
 	}
@@ -265,7 +279,7 @@ static int tokenize(struct pattern *p, bool basename)
 				t->kind = TOK_DSTAR_SLASH;
 				i++;
 			} else if (s[i] == '\\' && i + 1 < len && s[i + 1] == '/') {
-				/* git's shortcut for "no directory at all" only looks for a bare '/' */
+				/* git's "no directory at all" shortcut wants a bare '/' */
 				t->kind = TOK_DSTAR;
 			}
 		} else {
@@ -333,8 +347,11 @@ static const char *match_segment(const struct pattern *p, const struct tok *t, s
 			nt -= k + 1;
 			continue;
 		}
-		if (to_end)
-			return q == end && glob_component(p, t, nt, s, (size_t)(end - s)) ? end : NULL;
+		if (to_end) {
+			if (q != end || !glob_component(p, t, nt, s, (size_t)(end - s)))
+				return NULL;
+			return end;
+		}
 		if ((size_t)(q - s) < nt)
 			return NULL;
 		for (size_t i = 0; i < nt; i++)
@@ -553,7 +570,12 @@ int ignore_rules_new(const char *text, size_t len, struct ignore_rules **ret)
 					ignore_rules_free(r);
 					return rc;
 				}
+				/* "*.log, *.tmp" is how people write a list: the space after a
+				 * comma is a separator, not part of the next pattern. Escape it
+				 * ("\ ") to mean a leading space. */
 				start = j + 1;
+				while (start < le && text[start] == ' ')
+					start++;
 			}
 		}
 		i = le + 1;
