@@ -130,7 +130,8 @@ static int old_ropen(amber_instance *in, amber_ctx *ctx, const char *key, uint64
 	struct object *o = *find(in, key);
 	amber_reader *r = NULL;
 	if (o && (r = calloc(1, sizeof(*r))) && (r->data = malloc(o->len ? o->len : 1))) {
-		memcpy(r->data, o->data, o->len);
+		if (o->len)
+			memcpy(r->data, o->data, o->len);
 		r->len = o->len;
 		r->pos = off < o->len ? (size_t)off : o->len;
 	}
