@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "strutil.h"
 #include "toml.h"
 
 struct config_value {
@@ -27,19 +28,8 @@ struct amber_config {
 	struct config_value *values;
 };
 
-static char *fmt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt_err(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
-static const char *type_name(uint32_t t)
+const char *adapter_config_type_name(uint32_t t)
 {
 	switch (t) {
 	case AMBER_CFG_STRING: return "string";
@@ -169,23 +159,23 @@ int adapter_config_schema_check(const amber_config_field *schema, char **ret_err
 	for (size_t i = 0; schema[i].name; i++) {
 		const amber_config_field *f = &schema[i];
 		if (!name_ok(f->name)) {
-			*ret_err = fmt_err("config field %zu: bad name '%s' (want [a-z0-9_]{1,64})",
+			*ret_err = str_printf("config field %zu: bad name '%s' (want [a-z0-9_]{1,64})",
 					   i, f->name);
 			return -EINVAL;
 		}
-		if (!type_name(f->type)) {
-			*ret_err = fmt_err("config field '%s': unknown type %" PRIu32, f->name,
+		if (!adapter_config_type_name(f->type)) {
+			*ret_err = str_printf("config field '%s': unknown type %" PRIu32, f->name,
 					   f->type);
 			return -EINVAL;
 		}
 		if (f->flags & ~(AMBER_CFG_REQUIRED | AMBER_CFG_SECRET)) {
-			*ret_err = fmt_err("config field '%s': unknown flags 0x%" PRIx32, f->name,
+			*ret_err = str_printf("config field '%s': unknown flags 0x%" PRIx32, f->name,
 					   f->flags);
 			return -EINVAL;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(schema[j].name, f->name) == 0) {
-				*ret_err = fmt_err("config field '%s' declared twice", f->name);
+				*ret_err = str_printf("config field '%s' declared twice", f->name);
 				return -EINVAL;
 			}
 		}
@@ -194,8 +184,8 @@ int adapter_config_schema_check(const amber_config_field *schema, char **ret_err
 			int r = value_from_text(f->type, f->default_value, &v);
 			free(v.str);
 			if (r < 0) {
-				*ret_err = fmt_err("config field '%s': default '%s' is not a %s",
-						   f->name, f->default_value, type_name(f->type));
+				*ret_err = str_printf("config field '%s': default '%s' is not a %s",
+						   f->name, f->default_value, adapter_config_type_name(f->type));
 				return -EINVAL;
 			}
 		}
@@ -238,7 +228,7 @@ static int read_secret_file(const char *path, char **ret, char **ret_why)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		*ret_why = fmt_err("cannot read %s: %s", path, strerror(errno));
+		*ret_why = str_printf("cannot read %s: %s", path, strerror(errno));
 		return -errno;
 	}
 	char buf[8192];
@@ -250,7 +240,7 @@ static int read_secret_file(const char *path, char **ret, char **ret_why)
 		if (n < 0) {
 			int e = errno;
 			close(fd);
-			*ret_why = fmt_err("cannot read %s: %s", path, strerror(e));
+			*ret_why = str_printf("cannot read %s: %s", path, strerror(e));
 			return -e;
 		}
 		if (n == 0)
@@ -263,7 +253,7 @@ static int read_secret_file(const char *path, char **ret, char **ret_why)
 	buf[len] = 0;
 	buf[strcspn(buf, "\r\n")] = 0;
 	if (!buf[0]) {
-		*ret_why = fmt_err("%s is empty", path);
+		*ret_why = str_printf("%s is empty", path);
 		return -EINVAL;
 	}
 	*ret = strdup(buf);
@@ -291,7 +281,7 @@ static int value_from_toml(const amber_config_field *f, const struct toml_value 
 			size_t len;
 			const char *s = toml_string(v, &len);
 			if (strlen(s) != len) {
-				*ret_why = fmt_err("must not contain NUL characters");
+				*ret_why = str_printf("must not contain NUL characters");
 				return -EINVAL;
 			}
 			return value_from_text(f->type, s, out);
@@ -315,7 +305,7 @@ static int value_from_toml(const amber_config_field *f, const struct toml_value 
 		if (t == TOML_STRING) {
 			if (value_from_text(f->type, toml_string(v, NULL), out) == 0)
 				return 0;
-			*ret_why = fmt_err("'%s' is not a size (examples: 1048576, \"64MiB\", "
+			*ret_why = str_printf("'%s' is not a size (examples: 1048576, \"64MiB\", "
 					   "\"1G\")", toml_string(v, NULL));
 			return -EINVAL;
 		}
@@ -324,14 +314,14 @@ static int value_from_toml(const amber_config_field *f, const struct toml_value 
 		if (t == TOML_STRING) {
 			if (value_from_text(f->type, toml_string(v, NULL), out) == 0)
 				return 0;
-			*ret_why = fmt_err("'%s' is not a duration (examples: \"250ms\", \"30s\", "
+			*ret_why = str_printf("'%s' is not a duration (examples: \"250ms\", \"30s\", "
 					   "\"5m\", \"1h\")", toml_string(v, NULL));
 			return -EINVAL;
 		}
 		break;
 	}
-	*ret_why = fmt_err("must be a%s %s", f->type == AMBER_CFG_INT ? "n" : "",
-			   type_name(f->type));
+	*ret_why = str_printf("must be a%s %s", f->type == AMBER_CFG_INT ? "n" : "",
+			   adapter_config_type_name(f->type));
 	return -EINVAL;
 }
 
@@ -377,21 +367,21 @@ int adapter_config_new(const char *section, const char *instance,
 		}
 		if (!f) {
 			char *known = known_keys(schema);
-			*ret_err = fmt_err("%s:%d: %s.%s: unknown key (known: %s)", file,
+			*ret_err = str_printf("%s:%d: %s.%s: unknown key (known: %s)", file,
 					   line, section, key, known ? known : "?");
 			free(known);
 			r = -EINVAL;
 			break;
 		}
 		if (c->values[idx].set) {
-			*ret_err = fmt_err("%s:%d: %s.%s: given both as %s and %s_file",
+			*ret_err = str_printf("%s:%d: %s.%s: given both as %s and %s_file",
 					   file, line, section, f->name, f->name, f->name);
 			r = -EINVAL;
 			break;
 		}
 		if (from_file) {
 			if (toml_type(v) != TOML_STRING) {
-				*ret_err = fmt_err("%s:%d: %s.%s: must be a string (a path)",
+				*ret_err = str_printf("%s:%d: %s.%s: must be a string (a path)",
 						   file, line, section, key);
 				r = -EINVAL;
 				break;
@@ -406,7 +396,7 @@ int adapter_config_new(const char *section, const char *instance,
 			r = value_from_toml(f, v, &c->values[idx], &why);
 		}
 		if (r < 0) {
-			*ret_err = fmt_err("%s:%d: %s.%s: %s", file, line, section, key,
+			*ret_err = str_printf("%s:%d: %s.%s: %s", file, line, section, key,
 					   why ? why : strerror(-r));
 			break;
 		}
@@ -417,7 +407,7 @@ int adapter_config_new(const char *section, const char *instance,
 		if (schema[i].default_value) {
 			r = value_from_text(schema[i].type, schema[i].default_value, &c->values[i]);
 		} else if (schema[i].flags & AMBER_CFG_REQUIRED) {
-			*ret_err = fmt_err("%s:%d: %s: required key '%s' is missing%s%s%s",
+			*ret_err = str_printf("%s:%d: %s: required key '%s' is missing%s%s%s",
 					   file, table ? toml_line(table) : 0, section,
 					   schema[i].name, schema[i].help ? " (" : "",
 					   schema[i].help ? schema[i].help : "",

@@ -28,6 +28,9 @@ void adapter_config_free(amber_config *c);
 /* Prints "key = value" lines; SECRET values are shown as "(secret)". */
 void adapter_config_print(const amber_config *c, FILE *out);
 
+/* "string", "integer", ... for AMBER_CFG_*; NULL for an unknown type. */
+const char *adapter_config_type_name(uint32_t type);
+
 /* Parsers shared with the rest of the configuration. 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *ret);
 int config_parse_duration_ms(const char *s, uint64_t *ret);

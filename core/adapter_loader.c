@@ -15,6 +15,7 @@
 #include "adapter_config.h"
 #include "host.h"
 #include "log.h"
+#include "strutil.h"
 
 /* The descriptor's size in ABI 1.0: anything smaller was not built against a 1.x
  * header. Frozen: later minors only grow the struct past this point. */
@@ -56,19 +57,14 @@ const struct loaded_adapter *adapter_registry_find(const struct adapter_registry
 	return NULL;
 }
 
+static const char *loaded_name(const void *ctx, size_t i)
+{
+	return ((const struct adapter_registry *)ctx)->loaded[i]->desc.name;
+}
+
 char *adapter_registry_names(const struct adapter_registry *reg)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&buf, &len);
-	if (!m)
-		return NULL;
-	for (size_t i = 0; reg && i < reg->n_loaded; i++)
-		fprintf(m, "%s%s", i ? ", " : "", reg->loaded[i]->desc.name);
-	if (!reg || !reg->n_loaded)
-		fputs("none", m);
-	fclose(m);
-	return buf;
+	return str_join_names(reg ? reg->n_loaded : 0, loaded_name, reg, "none");
 }
 
 static bool adapter_name_ok(const char *n)
@@ -97,11 +93,9 @@ __attribute__((format(printf, 4, 5))) static int refuse(struct adapter_registry 
 							 const char *path, char **ret_err,
 							 const char *fmt, ...)
 {
-	char *reason = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&reason, fmt, ap) < 0)
-		reason = NULL;
+	char *reason = str_vprintf(fmt, ap);
 	va_end(ap);
 	if (ret_err && asprintf(ret_err, "%s: %s", path, reason ? reason : "refused") < 0)
 		*ret_err = NULL;

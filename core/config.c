@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "adapter_config.h"
+#include "strutil.h"
 #include "toml.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -52,17 +53,6 @@ const amber_config_field *config_panel_schema(void)
 	return panel_schema;
 }
 
-static char *fmt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt_err(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
 void config_free(struct config *c)
 {
@@ -94,7 +84,7 @@ static int top_string(struct config *c, const struct toml_value *v, const char *
 		      char **dst, char **ret_err)
 {
 	if (toml_type(v) != TOML_STRING) {
-		*ret_err = fmt_err("%s:%d: %s: must be a string", c->file, toml_line(v), key);
+		*ret_err = str_printf("%s:%d: %s: must be a string", c->file, toml_line(v), key);
 		return -EINVAL;
 	}
 	*dst = strdup(toml_string(v, NULL));
@@ -104,7 +94,7 @@ static int top_string(struct config *c, const struct toml_value *v, const char *
 static int load_instances(struct config *c, const struct toml_value *t, char **ret_err)
 {
 	if (toml_type(t) != TOML_TABLE) {
-		*ret_err = fmt_err("%s:%d: adapters: must be a table of instances, "
+		*ret_err = str_printf("%s:%d: adapters: must be a table of instances, "
 				   "e.g. [adapters.wings]", c->file, toml_line(t));
 		return -EINVAL;
 	}
@@ -116,12 +106,12 @@ static int load_instances(struct config *c, const struct toml_value *t, char **r
 		const char *name = toml_table_key(t, i);
 		const struct toml_value *v = toml_table_value(t, i);
 		if (toml_type(v) != TOML_TABLE) {
-			*ret_err = fmt_err("%s:%d: adapters.%s: must be a table "
+			*ret_err = str_printf("%s:%d: adapters.%s: must be a table "
 					   "([adapters.%s])", c->file, toml_line(v), name, name);
 			return -EINVAL;
 		}
 		if (!*name || strlen(name) > 64 || strcspn(name, "/\\\t\n ") != strlen(name)) {
-			*ret_err = fmt_err("%s:%d: adapters.%s: instance names are 1-64 characters "
+			*ret_err = str_printf("%s:%d: adapters.%s: instance names are 1-64 characters "
 					   "without spaces or slashes", c->file, toml_line(v), name);
 			return -EINVAL;
 		}
@@ -131,7 +121,7 @@ static int load_instances(struct config *c, const struct toml_value *t, char **r
 		in->line = toml_line(v);
 		in->name = strdup(name);
 		if (type && toml_type(type) != TOML_STRING) {
-			*ret_err = fmt_err("%s:%d: adapters.%s.type: must be a string naming an "
+			*ret_err = str_printf("%s:%d: adapters.%s.type: must be a string naming an "
 					   "adapter", c->file, toml_line(type), name);
 			return -EINVAL;
 		}
@@ -154,7 +144,7 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 	struct toml_error terr = { 0 };
 	int r = toml_parse(text, len, &c->doc, &terr);
 	if (r < 0) {
-		*ret_err = fmt_err("%s:%d:%d: %s", name, terr.line, terr.column, terr.message);
+		*ret_err = str_printf("%s:%d:%d: %s", name, terr.line, terr.column, terr.message);
 		config_free(c);
 		return r;
 	}
@@ -168,7 +158,7 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 			r = top_string(c, v, key, &c->log_level, ret_err);
 		else if (strcmp(key, "node") == 0 || strcmp(key, "panel") == 0) {
 			if (toml_type(v) != TOML_TABLE) {
-				*ret_err = fmt_err("%s:%d: %s: must be a table ([%s])", name,
+				*ret_err = str_printf("%s:%d: %s: must be a table ([%s])", name,
 						   toml_line(v), key, key);
 				r = -EINVAL;
 			} else if (key[0] == 'n')
@@ -178,7 +168,7 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 		} else if (strcmp(key, "adapters") == 0)
 			r = load_instances(c, v, ret_err);
 		else {
-			*ret_err = fmt_err("%s:%d: %s: unknown key (known: adapter_dir, log_level, "
+			*ret_err = str_printf("%s:%d: %s: unknown key (known: adapter_dir, log_level, "
 					   "[node], [panel], [adapters.<instance>])",
 					   name, toml_line(v), key);
 			r = -EINVAL;
@@ -204,13 +194,13 @@ int config_load_file(const char *path, struct config **ret, char **ret_err)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		*ret_err = fmt_err("%s: cannot open: %s", path, strerror(e));
+		*ret_err = str_printf("%s: cannot open: %s", path, strerror(e));
 		return -e;
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
 		close(fd);
-		*ret_err = fmt_err("%s: not a regular file of at most 1 MiB", path);
+		*ret_err = str_printf("%s: not a regular file of at most 1 MiB", path);
 		return -EINVAL;
 	}
 	char *buf = malloc((size_t)st.st_size + 1);

@@ -9,6 +9,7 @@
 #include "adapter_loader.h"
 #include "config.h"
 #include "host.h"
+#include "strutil.h"
 
 static void instance_free(struct instance *in)
 {
@@ -137,19 +138,14 @@ struct instance *instance_set_find(const struct instance_set *set, const char *n
 	return NULL;
 }
 
+static const char *instance_name_at(const void *ctx, size_t i)
+{
+	return ((const struct instance_set *)ctx)->v[i]->name;
+}
+
 char *instance_set_names(const struct instance_set *set)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&buf, &len);
-	if (!m)
-		return NULL;
-	for (size_t i = 0; set && i < set->n; i++)
-		fprintf(m, "%s%s", i ? ", " : "", set->v[i]->name);
-	if (!set || !set->n)
-		fputs("none", m);
-	fclose(m);
-	return buf;
+	return str_join_names(set ? set->n : 0, instance_name_at, set, "none");
 }
 
 void instance_lock(struct instance *in)

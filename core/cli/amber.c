@@ -351,18 +351,47 @@ static int parse_backup_args(int argc, char **argv, struct global_opts *g,
 	return EXIT_OK;
 }
 
+/* Parses a backup command's arguments and opens the instance it names. *ret_in is set
+ * when the command goes on (the caller closes s); otherwise the return value is the
+ * exit code (0 after --help). */
+static int backup_prelude(int argc, char **argv, struct global_opts *g, struct backup_args *a,
+			  bool want_dir, const char *need_uuid_for, struct session *s,
+			  struct instance **ret_in, char *key, size_t key_cap)
+{
+	*ret_in = NULL;
+	int rc = parse_backup_args(argc, argv, g, a, want_dir);
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (need_uuid_for && !a->uuid) {
+		fprintf(stderr, "amber: backup %s needs --uuid\n", need_uuid_for);
+		return EXIT_USAGE;
+	}
+	struct instance *in = open_for(g, s, a->adapter, &rc);
+	if (!in) {
+		session_close(s);
+		return rc ? rc : EXIT_NOTFOUND;
+	}
+	if (key && a->uuid)
+		backup_key(a->server, a->uuid, key, key_cap);
+	*ret_in = in;
+	return EXIT_OK;
+}
+
+static void print_json(json_t *o)
+{
+	json_dumpf(o, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+	json_decref(o);
+}
+
 static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 {
 	struct backup_args a;
-	int rc = parse_backup_args(argc, argv, g, &a, true);
-	if (rc)
-		return rc < 0 ? EXIT_OK : rc;
 	struct session s;
-	struct instance *in = open_for(g, &s, a.adapter, &rc);
-	if (!in) {
-		session_close(&s);
-		return rc ? rc : EXIT_NOTFOUND;
-	}
+	struct instance *in;
+	int rc = backup_prelude(argc, argv, g, &a, true, NULL, &s, &in, NULL, 0);
+	if (!in)
+		return rc;
 	char uuid[37];
 	if (a.uuid)
 		snprintf(uuid, sizeof(uuid), "%s", a.uuid);
@@ -399,9 +428,7 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 				(json_int_t)res.skipped, "bytes_in", (json_int_t)res.bytes_in,
 				"seconds", now_s() - t0);
 			json_object_set_new(o, "warnings", report_json(&res.report));
-			json_dumpf(o, stdout, JSON_INDENT(2));
-			fputc('\n', stdout);
-			json_decref(o);
+			print_json(o);
 		} else {
 			char in_h[32], out_h[32];
 			human(res.bytes_in, in_h, sizeof(in_h));
@@ -422,21 +449,12 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 static int cmd_backup_restore(int argc, char **argv, struct global_opts *g)
 {
 	struct backup_args a;
-	int rc = parse_backup_args(argc, argv, g, &a, true);
-	if (rc)
-		return rc < 0 ? EXIT_OK : rc;
-	if (!a.uuid) {
-		fprintf(stderr, "amber: backup restore needs --uuid\n");
-		return EXIT_USAGE;
-	}
 	struct session s;
-	struct instance *in = open_for(g, &s, a.adapter, &rc);
-	if (!in) {
-		session_close(&s);
-		return rc ? rc : EXIT_NOTFOUND;
-	}
+	struct instance *in;
 	char key[128];
-	backup_key(a.server, a.uuid, key, sizeof(key));
+	int rc = backup_prelude(argc, argv, g, &a, true, "restore", &s, &in, key, sizeof(key));
+	if (!in)
+		return rc;
 	struct progress_line pl = { .on = isatty(2) && !g->json, .start = now_s() };
 	struct archive_restore_opts opts = {
 		.root = a.dir, .truncate = a.truncate, .uid = a.uid, .gid = a.gid,
@@ -462,9 +480,7 @@ static int cmd_backup_restore(int argc, char **argv, struct global_opts *g)
 					      (json_int_t)res.bytes_written, "refused",
 					      (json_int_t)res.refused, "seconds", now_s() - t0);
 			json_object_set_new(o, "refused_entries", report_json(&res.report));
-			json_dumpf(o, stdout, JSON_INDENT(2));
-			fputc('\n', stdout);
-			json_decref(o);
+			print_json(o);
 		} else {
 			char b[32];
 			human(res.bytes_written, b, sizeof(b));
@@ -486,21 +502,12 @@ static int cmd_backup_restore(int argc, char **argv, struct global_opts *g)
 static int cmd_backup_delete(int argc, char **argv, struct global_opts *g)
 {
 	struct backup_args a;
-	int rc = parse_backup_args(argc, argv, g, &a, false);
-	if (rc)
-		return rc < 0 ? EXIT_OK : rc;
-	if (!a.uuid) {
-		fprintf(stderr, "amber: backup delete needs --uuid\n");
-		return EXIT_USAGE;
-	}
 	struct session s;
-	struct instance *in = open_for(g, &s, a.adapter, &rc);
-	if (!in) {
-		session_close(&s);
-		return rc ? rc : EXIT_NOTFOUND;
-	}
+	struct instance *in;
 	char key[128];
-	backup_key(a.server, a.uuid, key, sizeof(key));
+	int rc = backup_prelude(argc, argv, g, &a, false, "delete", &s, &in, key, sizeof(key));
+	if (!in)
+		return rc;
 	struct amber_ctx ctx;
 	host_ctx_init(&ctx, in->ops->name, in->name, "delete", a.uuid);
 	int r = backup_delete(in, key, &ctx);
@@ -509,9 +516,7 @@ static int cmd_backup_delete(int argc, char **argv, struct global_opts *g)
 	} else if (g->json) {
 		json_t *o = json_pack("{s:s, s:s, s:b}", "uuid", a.uuid, "adapter", in->name,
 				      "deleted", 1);
-		json_dumpf(o, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(o);
+		print_json(o);
 	} else {
 		printf("deleted %s from %s\n", a.uuid, in->name);
 	}
@@ -522,15 +527,11 @@ static int cmd_backup_delete(int argc, char **argv, struct global_opts *g)
 static int cmd_backup_list(int argc, char **argv, struct global_opts *g)
 {
 	struct backup_args a;
-	int rc = parse_backup_args(argc, argv, g, &a, false);
-	if (rc)
-		return rc < 0 ? EXIT_OK : rc;
 	struct session s;
-	struct instance *in = open_for(g, &s, a.adapter, &rc);
-	if (!in) {
-		session_close(&s);
-		return rc ? rc : EXIT_NOTFOUND;
-	}
+	struct instance *in;
+	int rc = backup_prelude(argc, argv, g, &a, false, NULL, &s, &in, NULL, 0);
+	if (!in)
+		return rc;
 	char prefix[64] = "";
 	if (a.server)
 		snprintf(prefix, sizeof(prefix), "%s/", a.server);
@@ -590,18 +591,6 @@ static int cmd_backup_list(int argc, char **argv, struct global_opts *g)
 	return rc;
 }
 
-static const char *cfg_type_name(uint32_t t)
-{
-	switch (t) {
-	case AMBER_CFG_STRING: return "string";
-	case AMBER_CFG_INT: return "integer";
-	case AMBER_CFG_BOOL: return "boolean";
-	case AMBER_CFG_SIZE: return "size";
-	case AMBER_CFG_DURATION: return "duration";
-	}
-	return "?";
-}
-
 static json_t *caps_json(uint64_t caps)
 {
 	static const struct {
@@ -644,7 +633,7 @@ static int cmd_adapters_list(int argc, char **argv, struct global_opts *g)
 			json_array_append_new(
 				schema,
 				json_pack("{s:s, s:s, s:b, s:b, s:o, s:s}", "name", f->name, "type",
-					  cfg_type_name(f->type), "required",
+					  adapter_config_type_name(f->type), "required",
 					  !!(f->flags & AMBER_CFG_REQUIRED), "secret",
 					  !!(f->flags & AMBER_CFG_SECRET), "default",
 					  f->default_value ? json_string(f->default_value) : json_null(),
@@ -667,9 +656,7 @@ static int cmd_adapters_list(int argc, char **argv, struct global_opts *g)
 							 s.reg->refused[i].reason ? s.reg->refused[i].reason : ""));
 	if (g->json) {
 		json_t *o = json_pack("{s:o, s:o}", "adapters", all, "refused", refused);
-		json_dumpf(o, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(o);
+		print_json(o);
 	} else {
 		printf("adapter directory: %s (host ABI %d.%d)\n", adapter_dir_of(g, s.cfg),
 		       AMBER_ABI_MAJOR, AMBER_ABI_MINOR);
@@ -728,9 +715,7 @@ static int cmd_config_check(int argc, char **argv, struct global_opts *g)
 								       s.instances->v[i]->ops->name));
 			json_t *o = json_pack("{s:b, s:s, s:o}", "ok", 1, "file", s.cfg->file,
 					      "instances", names);
-			json_dumpf(o, stdout, JSON_INDENT(2));
-			fputc('\n', stdout);
-			json_decref(o);
+			print_json(o);
 		} else {
 			printf("%s: OK\n", s.cfg->file);
 			for (size_t i = 0; i < s.instances->n; i++) {

@@ -925,9 +925,5 @@ int main(void)
 	tcase_add_test(tc, root_errors);
 	tcase_add_test(tc, unreadable_entries_are_noted_not_fatal);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

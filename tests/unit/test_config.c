@@ -257,9 +257,5 @@ int main(void)
 	tcase_add_test(tc, schema_check_catches_declaration_mistakes);
 	tcase_add_test(tc, config_file_errors_name_the_file);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

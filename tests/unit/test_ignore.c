@@ -1179,9 +1179,5 @@ int main(void)
 	suite_add_tcase(s, git);
 	suite_add_tcase(s, unit);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

@@ -227,9 +227,5 @@ static Suite *suite(void)
 int main(void)
 {
 	log_setup(2, LOG_LEVEL_ERR);
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(suite());
 }

@@ -136,3 +136,12 @@ const char *tu_env(const char *name, const char *fallback)
 	const char *v = getenv(name);
 	return v && *v ? v : fallback;
 }
+
+int tu_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -18,6 +18,10 @@ char *tu_read_file(const char *path, size_t *ret_len);
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Like tu_sh, returning what the command printed on stdout (caller frees). */
 char *tu_sh_out(int *ret_status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Runs every test of s (Check's default fork mode: a crash fails one test) and
+ * returns the process exit status. */
+struct Suite;
+int tu_run_suite(struct Suite *s);
 /* An environment value the test harness sets (AMBER_SOURCE_DIR, ...), or fallback. */
 const char *tu_env(const char *name, const char *fallback);
 
