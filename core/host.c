@@ -54,20 +54,27 @@ void host_ctx_init(struct amber_ctx *ctx, const char *adapter, const char *insta
 						 .max_ms = 8000 };
 }
 
+/* "instance=x adapter=y op=z id=u:" with the fields the context has. */
 static void ctx_prefix(const amber_ctx *ctx, char *out, size_t cap)
 {
 	if (!ctx) {
 		snprintf(out, cap, "adapter:");
 		return;
 	}
-	snprintf(out, cap, "%s%s%s%s%s%s%s:", ctx->instance ? "instance=" : "",
-		 ctx->instance ? ctx->instance : "", ctx->adapter ? " adapter=" : "",
-		 ctx->adapter ? ctx->adapter : "", ctx->op ? " op=" : "", ctx->op ? ctx->op : "",
-		 ctx->id ? " id=" : "");
-	if (ctx->id) {
-		size_t n = strlen(out);
-		snprintf(out + n - 1, cap - n + 1, "%s:", ctx->id);
+	const char *names[] = { "instance", "adapter", "op", "id" };
+	const char *values[] = { ctx->instance, ctx->adapter, ctx->op, ctx->id };
+	size_t n = 0;
+	out[0] = 0;
+	for (size_t i = 0; i < 4 && n < cap; i++) {
+		if (!values[i])
+			continue;
+		int k = snprintf(out + n, cap - n, "%s%s=%s", n ? " " : "", names[i], values[i]);
+		if (k < 0)
+			break;
+		n += (size_t)k;
 	}
+	if (n < cap)
+		snprintf(out + n, cap - n, ":");
 }
 
 __attribute__((format(printf, 3, 4))) static void svc_log(amber_ctx *ctx, int level,

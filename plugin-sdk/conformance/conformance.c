@@ -167,18 +167,21 @@ static int get_check(struct run *r, const char *key, uint64_t size, unsigned n, 
 	return rc;
 }
 
-static const char *why(int code, const struct amber_ctx *ctx)
+/* The reason for a failed check, in the context's own buffer (each check has its own
+ * context). */
+static const char *why(int code, struct amber_ctx *ctx)
 {
-	static __thread char msg[700];
 	if (code == -1000)
 		return "content differs from what was written";
 	if (code == -1001)
 		return "object is shorter or longer than what was written";
 	if (code == -1002)
 		return "reader_open reported a wrong size";
-	snprintf(msg, sizeof(msg), "%s (%d)%s%s", host_code_name(code), code,
-		 ctx->message[0] ? ": " : "", ctx->message);
-	return msg;
+	char msg[HOST_CTX_MESSAGE_MAX];
+	snprintf(msg, sizeof(msg), "%s", ctx->message);
+	snprintf(ctx->message, sizeof(ctx->message), "%s (%d)%s%.400s", host_code_name(code), code,
+		 msg[0] ? ": " : "", msg);
+	return ctx->message;
 }
 
 static void ctx_for(struct run *r, struct amber_ctx *ctx, const char *op)
