@@ -1,0 +1,1309 @@
+/* The panel side's SQLite store. See store.h for the contract (threads, errors, times).
+ *
+ * Every statement is prepared with bound parameters. Multi-statement operations run in
+ * BEGIN IMMEDIATE transactions: in WAL mode a deferred transaction that later wants to
+ * write can fail with SQLITE_BUSY at once, without the busy handler being consulted,
+ * when another connection wrote in between; taking the write lock up front makes the
+ * busy timeout apply. */
+#include "store.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUSY_TIMEOUT_MS 5000
+#define TOKEN_HASH_LEN 32
+
+struct store {
+	pthread_mutex_t lock;
+	sqlite3 *db;
+};
+
+/* Schema migrations, in order: step i brings the database from user_version i to i + 1,
+ * and ends by setting that version itself, so the number is part of the SQL text and
+ * never formatted in. Applied steps are never edited; changes go in a new step. */
+static const char *const migrations[] = {
+	/* 1: the initial schema. */
+	"CREATE TABLE nodes ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  url TEXT NOT NULL,"
+	"  token_id TEXT NOT NULL UNIQUE,"
+	/* SHA-256 of the token: the remote API only needs to check it. */
+	"  token_hash BLOB NOT NULL CHECK (length(token_hash) = 32)"
+	");"
+	"CREATE TABLE servers ("
+	"  uuid TEXT PRIMARY KEY NOT NULL CHECK (length(uuid) = 36),"
+	"  short_id TEXT NOT NULL UNIQUE CHECK (short_id = substr(uuid, 1, 8)),"
+	"  node_id INTEGER NOT NULL REFERENCES nodes(id),"
+	"  backup_limit INTEGER NOT NULL DEFAULT 0,"
+	"  state TEXT"
+	");"
+	"CREATE INDEX servers_node ON servers(node_id);"
+	"CREATE TABLE backups ("
+	"  uuid TEXT PRIMARY KEY NOT NULL CHECK (length(uuid) = 36),"
+	"  server_uuid TEXT NOT NULL REFERENCES servers(uuid) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  adapter TEXT NOT NULL,"
+	"  ignored TEXT NOT NULL DEFAULT '',"
+	"  is_locked INTEGER NOT NULL DEFAULT 0 CHECK (is_locked IN (0, 1)),"
+	"  state TEXT NOT NULL DEFAULT 'running'"
+	"    CHECK (state IN ('running', 'completed', 'failed')),"
+	"  is_successful INTEGER,"
+	"  checksum TEXT,"
+	"  sha256 TEXT,"
+	"  bytes INTEGER NOT NULL DEFAULT 0,"
+	"  upload_id TEXT,"
+	"  parts TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  completed_at INTEGER,"
+	/* The three columns that describe progress must agree; the client API derives
+	 * "in progress" from completed_at and success from is_successful. */
+	"  CHECK ((state = 'running' AND is_successful IS NULL AND completed_at IS NULL)"
+	"      OR (state = 'completed' AND is_successful = 1 AND completed_at IS NOT NULL)"
+	"      OR (state = 'failed' AND is_successful = 0 AND completed_at IS NOT NULL))"
+	");"
+	"CREATE INDEX backups_server ON backups(server_uuid, created_at);"
+	"CREATE INDEX backups_running ON backups(created_at) WHERE state = 'running';"
+	"CREATE TABLE download_uses ("
+	"  unique_id TEXT PRIMARY KEY NOT NULL,"
+	"  used_at INTEGER NOT NULL"
+	");"
+	"CREATE INDEX download_uses_used_at ON download_uses(used_at);"
+	"PRAGMA user_version = 1;",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int store_schema_version(void)
+{
+	return SCHEMA_VERSION;
+}
+
+/* ---- small helpers ---- */
+
+static int map_rc(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		switch (rc) {
+		case SQLITE_CONSTRAINT_FOREIGNKEY:
+			return -ENOENT;
+		case SQLITE_CONSTRAINT_PRIMARYKEY:
+		case SQLITE_CONSTRAINT_UNIQUE:
+			return -EEXIST;
+		default:
+			return -EINVAL;
+		}
+	default:
+		return -EIO;
+	}
+}
+
+static void lock(struct store *st)
+{
+	pthread_mutex_lock(&st->lock);
+}
+
+static void unlock(struct store *st)
+{
+	pthread_mutex_unlock(&st->lock);
+}
+
+static int prep(struct store *st, const char *sql, sqlite3_stmt **ret)
+{
+	*ret = NULL;
+	return map_rc(sqlite3_prepare_v2(st->db, sql, -1, ret, NULL));
+}
+
+/* NULL binds SQL NULL. The strings outlive the statement, which is finalized before
+ * the calling function returns. */
+static int bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (!v)
+		return map_rc(sqlite3_bind_null(s, i));
+	return map_rc(sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC));
+}
+
+static int bind_int(sqlite3_stmt *s, int i, int64_t v)
+{
+	return map_rc(sqlite3_bind_int64(s, i, v));
+}
+
+/* Runs a statement with no result rows; returns 0 or the mapped error. */
+static int step_done(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	return rc == SQLITE_DONE ? 0 : map_rc(rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
+}
+
+static int exec(struct store *st, const char *sql)
+{
+	return map_rc(sqlite3_exec(st->db, sql, NULL, NULL, NULL));
+}
+
+static int begin_write(struct store *st)
+{
+	return exec(st, "BEGIN IMMEDIATE");
+}
+
+/* Commits when r is 0, rolls back otherwise; returns r or the commit's error. */
+static int finish(struct store *st, int r)
+{
+	if (r == 0) {
+		r = exec(st, "COMMIT");
+		if (r == 0)
+			return 0;
+	}
+	/* Also after a failed COMMIT: SQLite may keep the transaction open then. */
+	if (!sqlite3_get_autocommit(st->db))
+		exec(st, "ROLLBACK");
+	return r;
+}
+
+static int dup_col(sqlite3_stmt *s, int i, char **out)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	*out = NULL;
+	if (!t) {
+		if (sqlite3_column_type(s, i) != SQLITE_NULL)
+			return -ENOMEM;
+		return 0;
+	}
+	*out = strdup((const char *)t);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int64_t col_int_or0(sqlite3_stmt *s, int i)
+{
+	return sqlite3_column_type(s, i) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, i);
+}
+
+/* Grows a row array by one element of size sz; 0 or -ENOMEM. */
+static int grow(void **v, size_t n, size_t *cap, size_t sz)
+{
+	if (n < *cap)
+		return 0;
+	size_t ncap = *cap ? *cap * 2 : 8;
+	void *p = realloc(*v, ncap * sz);
+	if (!p)
+		return -ENOMEM;
+	memset((char *)p + *cap * sz, 0, (ncap - *cap) * sz);
+	*v = p;
+	*cap = ncap;
+	return 0;
+}
+
+/* Canonical 8-4-4-4-12 hex uuid, copied lower-cased into out. */
+static bool norm_uuid(const char *in, char out[STORE_UUID_LEN + 1])
+{
+	if (!in || strlen(in) != STORE_UUID_LEN)
+		return false;
+	for (int i = 0; i < STORE_UUID_LEN; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (c != '-')
+				return false;
+		} else if (!isxdigit(c)) {
+			return false;
+		}
+		out[i] = (char)tolower(c);
+	}
+	out[STORE_UUID_LEN] = 0;
+	return true;
+}
+
+static bool norm_short_id(const char *in, char out[STORE_SHORT_ID_LEN + 1])
+{
+	if (!in || strlen(in) != STORE_SHORT_ID_LEN)
+		return false;
+	for (int i = 0; i < STORE_SHORT_ID_LEN; i++) {
+		if (!isxdigit((unsigned char)in[i]))
+			return false;
+		out[i] = (char)tolower((unsigned char)in[i]);
+	}
+	out[STORE_SHORT_ID_LEN] = 0;
+	return true;
+}
+
+static int token_hash(const char *token, unsigned char out[TOKEN_HASH_LEN])
+{
+	unsigned int len = 0;
+	if (!EVP_Digest(token, strlen(token), out, &len, EVP_sha256(), NULL) ||
+	    len != TOKEN_HASH_LEN)
+		return -EIO;
+	return 0;
+}
+
+/* ---- open, migrate, close ---- */
+
+static int user_version(struct store *st, int *ret)
+{
+	sqlite3_stmt *s;
+	int r = prep(st, "PRAGMA user_version", &s);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			*ret = sqlite3_column_int(s, 0);
+		else
+			r = rc == SQLITE_DONE ? -EIO : map_rc(rc);
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int migrate(struct store *st)
+{
+	int v = 0;
+	/* A first look without the write lock, so that an up-to-date or newer database is
+	 * neither locked nor changed. */
+	int r = user_version(st, &v);
+	if (r < 0)
+		return r;
+	if (v > SCHEMA_VERSION)
+		return -EPROTO;
+	if (v == SCHEMA_VERSION)
+		return 0;
+
+	r = begin_write(st);
+	if (r < 0)
+		return r;
+	/* Again under the lock: another process may have migrated meanwhile. */
+	r = user_version(st, &v);
+	if (r == 0 && v > SCHEMA_VERSION)
+		r = -EPROTO;
+	for (; r == 0 && v < SCHEMA_VERSION; v++) {
+		int now_v = -1;
+		r = exec(st, migrations[v]);
+		if (r == 0)
+			r = user_version(st, &now_v);
+		if (r == 0 && now_v != v + 1)
+			r = -EIO; /* a step that forgot its own version number */
+	}
+	return finish(st, r);
+}
+
+static const char *db_path(const char *path)
+{
+	if (strncmp(path, "sqlite:", 7) == 0) {
+		path += 7;
+		/* "sqlite:///abs/path" as in URLs */
+		if (strncmp(path, "///", 3) == 0)
+			path += 2;
+	}
+	return path;
+}
+
+int store_open(const char *path, struct store **ret)
+{
+	*ret = NULL;
+	if (!path)
+		return -EINVAL;
+	path = db_path(path);
+	if (!*path)
+		return -EINVAL;
+	bool memory = strcmp(path, ":memory:") == 0;
+
+	/* The database holds token hashes: create it private; SQLite gives its -wal and
+	 * -shm files the same mode. */
+	if (!memory) {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+	}
+
+	struct store *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	if (pthread_mutex_init(&st->lock, NULL) != 0) {
+		free(st);
+		return -ENOMEM;
+	}
+	int rc = sqlite3_open_v2(path, &st->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					 SQLITE_OPEN_FULLMUTEX,
+				 NULL);
+	int r = map_rc(rc);
+	if (r == 0 && !st->db)
+		r = -ENOMEM;
+	if (r == 0) {
+		sqlite3_extended_result_codes(st->db, 1);
+		sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+		r = exec(st, "PRAGMA foreign_keys = ON");
+	}
+	if (r == 0) {
+		int v = 0;
+		r = user_version(st, &v);
+		if (r == 0 && v > SCHEMA_VERSION)
+			r = -EPROTO; /* before WAL mode changes anything in the file */
+	}
+	if (r == 0)
+		r = exec(st, "PRAGMA journal_mode = WAL");
+	if (r == 0)
+		r = migrate(st);
+	if (r < 0) {
+		store_close(st);
+		return r;
+	}
+	*ret = st;
+	return 0;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	/* sqlite3_close_v2 also works while a statement leaked; none should have. */
+	sqlite3_close_v2(st->db);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+/* ---- nodes ---- */
+
+int store_node_add(struct store *st, const char *name, const char *url, const char *token_id,
+		   const char *token, int64_t *ret_id)
+{
+	unsigned char h[TOKEN_HASH_LEN];
+	/* The remote API's bearer is "<token_id>.<token>", split at the first dot. */
+	if (!name || !*name || !url || !token_id || !*token_id || strchr(token_id, '.') ||
+	    !token || !*token)
+		return -EINVAL;
+	int r = token_hash(token, h);
+	if (r < 0)
+		return r;
+
+	lock(st);
+	sqlite3_stmt *s;
+	r = prep(st, "INSERT INTO nodes (name, url, token_id, token_hash) VALUES (?, ?, ?, ?)",
+		 &s);
+	if (r == 0)
+		r = bind_text(s, 1, name);
+	if (r == 0)
+		r = bind_text(s, 2, url);
+	if (r == 0)
+		r = bind_text(s, 3, token_id);
+	if (r == 0)
+		r = map_rc(sqlite3_bind_blob(s, 4, h, sizeof(h), SQLITE_STATIC));
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0 && ret_id)
+		*ret_id = sqlite3_last_insert_rowid(st->db);
+	sqlite3_finalize(s);
+	unlock(st);
+	OPENSSL_cleanse(h, sizeof(h));
+	return r;
+}
+
+static int node_from_row(sqlite3_stmt *s, struct store_node *n)
+{
+	n->id = sqlite3_column_int64(s, 0);
+	int r = dup_col(s, 1, &n->name);
+	if (r == 0)
+		r = dup_col(s, 2, &n->url);
+	if (r == 0)
+		r = dup_col(s, 3, &n->token_id);
+	return r;
+}
+
+static void node_clear(struct store_node *n)
+{
+	free(n->name);
+	free(n->url);
+	free(n->token_id);
+}
+
+void store_node_free(struct store_node *n)
+{
+	if (!n)
+		return;
+	node_clear(n);
+	free(n);
+}
+
+void store_node_list_free(struct store_node *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		node_clear(&v[i]);
+	free(v);
+}
+
+int store_node_get_by_token_id(struct store *st, const char *token_id, struct store_node **ret)
+{
+	*ret = NULL;
+	if (!token_id)
+		return -EINVAL;
+	struct store_node *n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st, "SELECT id, name, url, token_id FROM nodes WHERE token_id = ?", &s);
+	if (r == 0)
+		r = bind_text(s, 1, token_id);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			r = node_from_row(s, n);
+		else
+			r = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	if (r < 0) {
+		store_node_free(n);
+		return r;
+	}
+	*ret = n;
+	return 0;
+}
+
+int store_node_check_token(struct store *st, const char *token_id, const char *token,
+			   int64_t *ret_node_id)
+{
+	unsigned char want[TOKEN_HASH_LEN] = { 0 }, got[TOKEN_HASH_LEN];
+	int64_t id = 0;
+	bool found = false;
+	if (!token_id || !token)
+		return -EACCES;
+	int r = token_hash(token, got);
+	if (r < 0)
+		return r;
+
+	lock(st);
+	sqlite3_stmt *s;
+	r = prep(st, "SELECT id, token_hash FROM nodes WHERE token_id = ?", &s);
+	if (r == 0)
+		r = bind_text(s, 1, token_id);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 1) == TOKEN_HASH_LEN) {
+			const void *b = sqlite3_column_blob(s, 1);
+			if (b) {
+				memcpy(want, b, TOKEN_HASH_LEN);
+				id = sqlite3_column_int64(s, 0);
+				found = true;
+			}
+		} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+			r = map_rc(rc);
+		}
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+
+	/* Compared whether or not the id was found (against zeros then), so that a wrong
+	 * token and an unknown id cost the same. */
+	bool equal = CRYPTO_memcmp(want, got, TOKEN_HASH_LEN) == 0;
+	OPENSSL_cleanse(got, sizeof(got));
+	OPENSSL_cleanse(want, sizeof(want));
+	if (r < 0)
+		return r;
+	if (!found || !equal)
+		return -EACCES;
+	if (ret_node_id)
+		*ret_node_id = id;
+	return 0;
+}
+
+int store_node_list(struct store *st, struct store_node **ret, size_t *ret_n)
+{
+	struct store_node *v = NULL;
+	size_t n = 0, cap = 0;
+	*ret = NULL;
+	*ret_n = 0;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st, "SELECT id, name, url, token_id FROM nodes ORDER BY id", &s);
+	while (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_ROW) {
+			r = map_rc(rc);
+			break;
+		}
+		r = grow((void **)&v, n, &cap, sizeof(*v));
+		if (r < 0)
+			break;
+		/* counted before it is filled: grow zeroed it, and a half-filled row is
+		 * freed with the rest */
+		r = node_from_row(s, &v[n++]);
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	if (r < 0) {
+		store_node_list_free(v, n);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* ---- servers ---- */
+
+#define SERVER_COLS "uuid, short_id, node_id, backup_limit, state"
+
+static int server_from_row(sqlite3_stmt *s, struct store_server *sv)
+{
+	const unsigned char *u = sqlite3_column_text(s, 0);
+	const unsigned char *sh = sqlite3_column_text(s, 1);
+	if (!u || !sh || strlen((const char *)u) != STORE_UUID_LEN ||
+	    strlen((const char *)sh) != STORE_SHORT_ID_LEN)
+		return -EIO;
+	memcpy(sv->uuid, u, STORE_UUID_LEN + 1);
+	memcpy(sv->short_id, sh, STORE_SHORT_ID_LEN + 1);
+	sv->node_id = sqlite3_column_int64(s, 2);
+	sv->backup_limit = sqlite3_column_int64(s, 3);
+	return dup_col(s, 4, &sv->state);
+}
+
+void store_server_free(struct store_server *s)
+{
+	if (!s)
+		return;
+	free(s->state);
+	free(s);
+}
+
+void store_server_list_free(struct store_server *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i].state);
+	free(v);
+}
+
+int store_server_add(struct store *st, const char *uuid, int64_t node_id, int64_t backup_limit)
+{
+	char u[STORE_UUID_LEN + 1], sh[STORE_SHORT_ID_LEN + 1];
+	if (!norm_uuid(uuid, u) || backup_limit < 0)
+		return -EINVAL;
+	memcpy(sh, u, STORE_SHORT_ID_LEN);
+	sh[STORE_SHORT_ID_LEN] = 0;
+
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st,
+		     "INSERT INTO servers (uuid, short_id, node_id, backup_limit) "
+		     "VALUES (?, ?, ?, ?)",
+		     &s);
+	if (r == 0)
+		r = bind_text(s, 1, u);
+	if (r == 0)
+		r = bind_text(s, 2, sh);
+	if (r == 0)
+		r = bind_int(s, 3, node_id);
+	if (r == 0)
+		r = bind_int(s, 4, backup_limit);
+	if (r == 0)
+		r = step_done(s);
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+int store_server_get(struct store *st, const char *id, struct store_server **ret)
+{
+	char key[STORE_UUID_LEN + 1];
+	const char *sql;
+	*ret = NULL;
+	if (norm_uuid(id, key))
+		sql = "SELECT " SERVER_COLS " FROM servers WHERE uuid = ?";
+	else if (norm_short_id(id, key))
+		sql = "SELECT " SERVER_COLS " FROM servers WHERE short_id = ?";
+	else
+		return -ENOENT; /* no server can have such an id */
+
+	struct store_server *sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return -ENOMEM;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st, sql, &s);
+	if (r == 0)
+		r = bind_text(s, 1, key);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			r = server_from_row(s, sv);
+		else
+			r = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	if (r < 0) {
+		store_server_free(sv);
+		return r;
+	}
+	*ret = sv;
+	return 0;
+}
+
+int store_server_list(struct store *st, int64_t node_id, struct store_server **ret, size_t *ret_n)
+{
+	struct store_server *v = NULL;
+	size_t n = 0, cap = 0;
+	*ret = NULL;
+	*ret_n = 0;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st,
+		     "SELECT " SERVER_COLS " FROM servers WHERE ?1 <= 0 OR node_id = ?1 "
+		     "ORDER BY uuid",
+		     &s);
+	if (r == 0)
+		r = bind_int(s, 1, node_id);
+	while (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_ROW) {
+			r = map_rc(rc);
+			break;
+		}
+		r = grow((void **)&v, n, &cap, sizeof(*v));
+		if (r < 0)
+			break;
+		/* counted before it is filled: grow zeroed it, and a half-filled row is
+		 * freed with the rest */
+		r = server_from_row(s, &v[n++]);
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	if (r < 0) {
+		store_server_list_free(v, n);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* 0 if a row with key exists in the query's table, -ENOENT if not. */
+static int exists(struct store *st, const char *sql, const char *key)
+{
+	sqlite3_stmt *s;
+	int r = prep(st, sql, &s);
+	if (r == 0)
+		r = bind_text(s, 1, key);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+#define SERVER_EXISTS "SELECT 1 FROM servers WHERE uuid = ?"
+#define BACKUP_EXISTS "SELECT 1 FROM backups WHERE uuid = ?"
+
+int store_server_set_state(struct store *st, const char *uuid, const char *expect_current,
+			   const char *state)
+{
+	char u[STORE_UUID_LEN + 1];
+	if (!norm_uuid(uuid, u))
+		return -ENOENT;
+	bool check = expect_current != NULL;
+	if (check && !*expect_current)
+		expect_current = NULL;
+
+	lock(st);
+	int r = begin_write(st);
+	sqlite3_stmt *s = NULL;
+	if (r == 0)
+		r = prep(st,
+			 "UPDATE servers SET state = ?1 "
+			 "WHERE uuid = ?2 AND (?3 = 0 OR state IS ?4)",
+			 &s);
+	if (r == 0)
+		r = bind_text(s, 1, state);
+	if (r == 0)
+		r = bind_text(s, 2, u);
+	if (r == 0)
+		r = bind_int(s, 3, check);
+	if (r == 0)
+		r = bind_text(s, 4, expect_current);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0 && sqlite3_changes(st->db) == 0) {
+		r = exists(st, SERVER_EXISTS, u);
+		if (r == 0)
+			r = -EEXIST; /* exists, but in another state than expected */
+	}
+	sqlite3_finalize(s);
+	r = finish(st, r);
+	unlock(st);
+	return r;
+}
+
+int store_servers_reset_state(struct store *st, int64_t node_id)
+{
+	lock(st);
+	sqlite3_stmt *s;
+	/* As the panel does on a node's boot: the node forgot these jobs. Other states
+	 * (suspension, ...) are not the node's to clear. */
+	int r = prep(st,
+		     "UPDATE servers SET state = NULL WHERE node_id = ? "
+		     "AND state IN ('installing', 'restoring_backup')",
+		     &s);
+	if (r == 0)
+		r = bind_int(s, 1, node_id);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0)
+		r = sqlite3_changes(st->db);
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+/* ---- backups ---- */
+
+#define BACKUP_COLS                                                                            \
+	"uuid, server_uuid, name, adapter, ignored, is_locked, state, is_successful, "         \
+	"checksum, sha256, bytes, upload_id, parts, created_at, completed_at"
+
+static int backup_from_row(sqlite3_stmt *s, struct store_backup *b)
+{
+	int r = dup_col(s, 0, &b->uuid);
+	if (r == 0)
+		r = dup_col(s, 1, &b->server_uuid);
+	if (r == 0)
+		r = dup_col(s, 2, &b->name);
+	if (r == 0)
+		r = dup_col(s, 3, &b->adapter);
+	if (r == 0)
+		r = dup_col(s, 4, &b->ignored);
+	if (r < 0)
+		return r;
+	b->is_locked = sqlite3_column_int(s, 5) != 0;
+	const char *state = (const char *)sqlite3_column_text(s, 6);
+	if (!state)
+		return -EIO;
+	if (strcmp(state, "completed") == 0)
+		b->state = STORE_BACKUP_COMPLETED;
+	else if (strcmp(state, "failed") == 0)
+		b->state = STORE_BACKUP_FAILED;
+	else
+		b->state = STORE_BACKUP_RUNNING;
+	b->is_successful = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1
+								    : sqlite3_column_int(s, 7) != 0;
+	r = dup_col(s, 8, &b->checksum);
+	if (r == 0)
+		r = dup_col(s, 9, &b->sha256);
+	b->bytes = col_int_or0(s, 10);
+	if (r == 0)
+		r = dup_col(s, 11, &b->upload_id);
+	if (r == 0)
+		r = dup_col(s, 12, &b->parts);
+	b->created_at = col_int_or0(s, 13);
+	b->completed_at = col_int_or0(s, 14);
+	return r;
+}
+
+static void backup_clear(struct store_backup *b)
+{
+	free(b->uuid);
+	free(b->server_uuid);
+	free(b->name);
+	free(b->adapter);
+	free(b->ignored);
+	free(b->checksum);
+	free(b->sha256);
+	free(b->upload_id);
+	free(b->parts);
+}
+
+void store_backup_free(struct store_backup *b)
+{
+	if (!b)
+		return;
+	backup_clear(b);
+	free(b);
+}
+
+void store_backup_list_free(struct store_backup *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		backup_clear(&v[i]);
+	free(v);
+}
+
+int store_backup_create(struct store *st, const struct store_backup *b)
+{
+	char u[STORE_UUID_LEN + 1], su[STORE_UUID_LEN + 1];
+	if (!b || !norm_uuid(b->uuid, u) || !b->name || !b->adapter)
+		return -EINVAL;
+	if (!norm_uuid(b->server_uuid, su))
+		return -ENOENT;
+
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st,
+		     "INSERT INTO backups (uuid, server_uuid, name, adapter, ignored, is_locked, "
+		     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		     &s);
+	if (r == 0)
+		r = bind_text(s, 1, u);
+	if (r == 0)
+		r = bind_text(s, 2, su);
+	if (r == 0)
+		r = bind_text(s, 3, b->name);
+	if (r == 0)
+		r = bind_text(s, 4, b->adapter);
+	if (r == 0)
+		r = bind_text(s, 5, b->ignored ? b->ignored : "");
+	if (r == 0)
+		r = bind_int(s, 6, b->is_locked);
+	if (r == 0)
+		r = bind_int(s, 7, b->created_at);
+	if (r == 0)
+		r = step_done(s);
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+int store_backup_get(struct store *st, const char *uuid, struct store_backup **ret)
+{
+	char u[STORE_UUID_LEN + 1];
+	*ret = NULL;
+	if (!norm_uuid(uuid, u))
+		return -ENOENT;
+	struct store_backup *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st, "SELECT " BACKUP_COLS " FROM backups WHERE uuid = ?", &s);
+	if (r == 0)
+		r = bind_text(s, 1, u);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			r = backup_from_row(s, b);
+		else
+			r = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	if (r < 0) {
+		store_backup_free(b);
+		return r;
+	}
+	*ret = b;
+	return 0;
+}
+
+int store_backup_list_for_server(struct store *st, const char *server_uuid, size_t limit,
+				 size_t offset, struct store_backup **ret, size_t *ret_n)
+{
+	char su[STORE_UUID_LEN + 1];
+	struct store_backup *v = NULL;
+	size_t n = 0, cap = 0;
+	*ret = NULL;
+	*ret_n = 0;
+	if (!norm_uuid(server_uuid, su))
+		return -ENOENT;
+	/* SQLite: a negative LIMIT means none. */
+	int64_t lim = limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit;
+	int64_t off = offset > INT64_MAX ? INT64_MAX : (int64_t)offset;
+
+	lock(st);
+	/* One read transaction, so that "the server exists" and the rows agree. */
+	int r = exec(st, "BEGIN");
+	if (r == 0)
+		r = exists(st, SERVER_EXISTS, su);
+	sqlite3_stmt *s = NULL;
+	if (r == 0)
+		r = prep(st,
+			 "SELECT " BACKUP_COLS " FROM backups WHERE server_uuid = ? "
+			 "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+			 &s);
+	if (r == 0)
+		r = bind_text(s, 1, su);
+	if (r == 0)
+		r = bind_int(s, 2, lim);
+	if (r == 0)
+		r = bind_int(s, 3, off);
+	while (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_ROW) {
+			r = map_rc(rc);
+			break;
+		}
+		r = grow((void **)&v, n, &cap, sizeof(*v));
+		if (r < 0)
+			break;
+		r = backup_from_row(s, &v[n++]);
+	}
+	sqlite3_finalize(s);
+	r = finish(st, r);
+	unlock(st);
+	if (r < 0) {
+		store_backup_list_free(v, n);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+static int count_for_server(struct store *st, const char *server_uuid, const char *sql,
+			    int64_t *ret)
+{
+	char su[STORE_UUID_LEN + 1];
+	*ret = 0;
+	if (!norm_uuid(server_uuid, su))
+		return -ENOENT;
+	lock(st);
+	int r = exec(st, "BEGIN");
+	if (r == 0)
+		r = exists(st, SERVER_EXISTS, su);
+	sqlite3_stmt *s = NULL;
+	if (r == 0)
+		r = prep(st, sql, &s);
+	if (r == 0)
+		r = bind_text(s, 1, su);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			*ret = sqlite3_column_int64(s, 0);
+		else
+			r = rc == SQLITE_DONE ? -EIO : map_rc(rc);
+	}
+	sqlite3_finalize(s);
+	r = finish(st, r);
+	unlock(st);
+	return r;
+}
+
+int store_backup_total_for_server(struct store *st, const char *server_uuid, int64_t *ret)
+{
+	return count_for_server(st, server_uuid,
+				"SELECT count(*) FROM backups WHERE server_uuid = ?", ret);
+}
+
+int store_backup_count_for_server(struct store *st, const char *server_uuid, int64_t *ret)
+{
+	return count_for_server(
+		st, server_uuid,
+		"SELECT count(*) FROM backups WHERE server_uuid = ? AND state <> 'failed'", ret);
+}
+
+int store_backup_set_locked(struct store *st, const char *uuid, bool locked)
+{
+	char u[STORE_UUID_LEN + 1];
+	if (!norm_uuid(uuid, u))
+		return -ENOENT;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st, "UPDATE backups SET is_locked = ? WHERE uuid = ?", &s);
+	if (r == 0)
+		r = bind_int(s, 1, locked);
+	if (r == 0)
+		r = bind_text(s, 2, u);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		r = -ENOENT;
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+int store_backup_toggle_locked(struct store *st, const char *uuid, bool *ret_locked)
+{
+	char u[STORE_UUID_LEN + 1];
+	if (!norm_uuid(uuid, u))
+		return -ENOENT;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st,
+		     "UPDATE backups SET is_locked = 1 - is_locked WHERE uuid = ? "
+		     "RETURNING is_locked",
+		     &s);
+	if (r == 0)
+		r = bind_text(s, 1, u);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			if (ret_locked)
+				*ret_locked = sqlite3_column_int(s, 0) != 0;
+			/* RETURNING rows come before the change is final: run it out. */
+			r = step_done(s);
+		} else {
+			r = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+		}
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+/* Within a transaction: -ENOENT, or the backup's state column (copied to out) and
+ * lock flag. */
+static int backup_state(struct store *st, const char *u, char out[16], bool *locked)
+{
+	sqlite3_stmt *s;
+	int r = prep(st, "SELECT state, is_locked FROM backups WHERE uuid = ?", &s);
+	if (r == 0)
+		r = bind_text(s, 1, u);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			const char *t = (const char *)sqlite3_column_text(s, 0);
+			if (!t || strlen(t) >= 16) {
+				r = -EIO;
+			} else {
+				strcpy(out, t);
+				*locked = sqlite3_column_int(s, 1) != 0;
+			}
+		} else {
+			r = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+		}
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int store_backup_set_upload_id(struct store *st, const char *uuid, const char *upload_id)
+{
+	char u[STORE_UUID_LEN + 1];
+	if (!norm_uuid(uuid, u))
+		return -ENOENT;
+	lock(st);
+	int r = begin_write(st);
+	sqlite3_stmt *s = NULL;
+	if (r == 0)
+		r = prep(st,
+			 "UPDATE backups SET upload_id = ? "
+			 "WHERE uuid = ? AND state = 'running'",
+			 &s);
+	if (r == 0)
+		r = bind_text(s, 1, upload_id);
+	if (r == 0)
+		r = bind_text(s, 2, u);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0 && sqlite3_changes(st->db) == 0) {
+		r = exists(st, BACKUP_EXISTS, u);
+		if (r == 0)
+			r = -EALREADY;
+	}
+	sqlite3_finalize(s);
+	r = finish(st, r);
+	unlock(st);
+	return r;
+}
+
+/* The parts list is kept to be handed back to S3 later: refuse anything that is not a
+ * JSON array now rather than fail then. */
+static bool parts_ok(const char *parts)
+{
+	json_t *j = json_loads(parts, JSON_REJECT_DUPLICATES, NULL);
+	bool ok = j && json_is_array(j);
+	json_decref(j);
+	return ok;
+}
+
+/* Both reports, under the store lock. */
+static int mark(struct store *st, const char *uuid, bool successful, const char *checksum,
+		const char *sha256, int64_t bytes, const char *parts, int64_t now)
+{
+	char u[STORE_UUID_LEN + 1], state[16];
+	if (!norm_uuid(uuid, u))
+		return -ENOENT;
+	if (bytes < 0)
+		return -EINVAL;
+	if (successful && parts && !parts_ok(parts))
+		return -EINVAL;
+	int r = begin_write(st);
+	if (r < 0)
+		return r;
+	/* Checked and changed in one transaction: two reports racing for the same backup
+	 * cannot both see "not completed yet". */
+	bool locked;
+	r = backup_state(st, u, state, &locked);
+	if (r == 0 && strcmp(state, "completed") == 0)
+		r = -EALREADY;
+	sqlite3_stmt *s = NULL;
+	if (r == 0 && successful)
+		r = prep(st,
+			 "UPDATE backups SET state = 'completed', is_successful = 1, checksum = ?, "
+			 "sha256 = ?, bytes = ?, parts = ?, completed_at = ? WHERE uuid = ?",
+			 &s);
+	else if (r == 0)
+		/* As the panel does: a failed backup holds nothing to keep locked. */
+		r = prep(st,
+			 "UPDATE backups SET state = 'failed', is_successful = 0, is_locked = 0, "
+			 "checksum = ?, sha256 = ?, bytes = ?, parts = ?, completed_at = ? "
+			 "WHERE uuid = ?",
+			 &s);
+	if (!successful) {
+		checksum = sha256 = parts = NULL;
+		bytes = 0;
+	}
+	if (r == 0)
+		r = bind_text(s, 1, checksum && *checksum ? checksum : NULL);
+	if (r == 0)
+		r = bind_text(s, 2, sha256 && *sha256 ? sha256 : NULL);
+	if (r == 0)
+		r = bind_int(s, 3, bytes);
+	if (r == 0)
+		r = bind_text(s, 4, parts);
+	if (r == 0)
+		r = bind_int(s, 5, now);
+	if (r == 0)
+		r = bind_text(s, 6, u);
+	if (r == 0)
+		r = step_done(s);
+	sqlite3_finalize(s);
+	return finish(st, r);
+}
+
+int store_backup_mark_completed(struct store *st, const char *uuid, bool successful,
+				const char *checksum, const char *sha256, int64_t bytes,
+				const char *parts, int64_t now)
+{
+	lock(st);
+	int r = mark(st, uuid, successful, checksum, sha256, bytes, parts, now);
+	unlock(st);
+	return r;
+}
+
+int store_backup_mark_failed(struct store *st, const char *uuid, int64_t now)
+{
+	lock(st);
+	int r = mark(st, uuid, false, NULL, NULL, 0, NULL, now);
+	unlock(st);
+	return r;
+}
+
+int store_backup_delete(struct store *st, const char *uuid, bool respect_lock)
+{
+	char u[STORE_UUID_LEN + 1], state[16];
+	bool locked = false;
+	if (!norm_uuid(uuid, u))
+		return -ENOENT;
+	lock(st);
+	int r = begin_write(st);
+	if (r == 0)
+		r = backup_state(st, u, state, &locked);
+	/* Pterodactyl's rule: only a locked backup that completed successfully is kept. */
+	if (r == 0 && respect_lock && locked && strcmp(state, "completed") == 0)
+		r = -EPERM;
+	sqlite3_stmt *s = NULL;
+	if (r == 0)
+		r = prep(st, "DELETE FROM backups WHERE uuid = ?", &s);
+	if (r == 0)
+		r = bind_text(s, 1, u);
+	if (r == 0)
+		r = step_done(s);
+	sqlite3_finalize(s);
+	r = finish(st, r);
+	unlock(st);
+	return r;
+}
+
+/* now - older_than, or -EINVAL when older_than is negative or the subtraction
+ * overflows. */
+static int cutoff(int64_t older_than, int64_t now, int64_t *ret)
+{
+	if (older_than < 0 || __builtin_sub_overflow(now, older_than, ret))
+		return -EINVAL;
+	return 0;
+}
+
+int store_backups_fail_stuck(struct store *st, int64_t older_than, int64_t now)
+{
+	int64_t before;
+	int r = cutoff(older_than, now, &before);
+	if (r < 0)
+		return r;
+	lock(st);
+	sqlite3_stmt *s;
+	r = prep(st,
+		 "UPDATE backups SET state = 'failed', is_successful = 0, is_locked = 0, "
+		 "checksum = NULL, sha256 = NULL, bytes = 0, completed_at = ? "
+		 "WHERE state = 'running' AND created_at < ?",
+		 &s);
+	if (r == 0)
+		r = bind_int(s, 1, now);
+	if (r == 0)
+		r = bind_int(s, 2, before);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0) {
+		int64_t n = sqlite3_changes64(st->db);
+		r = n > INT_MAX ? INT_MAX : (int)n;
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+/* ---- one-time download ids ---- */
+
+int store_download_use_once(struct store *st, const char *unique_id, int64_t now)
+{
+	if (!unique_id || !*unique_id)
+		return -EINVAL;
+	lock(st);
+	sqlite3_stmt *s;
+	/* The primary key makes the check and the record one atomic step, also across
+	 * processes sharing the file. */
+	int r = prep(st, "INSERT INTO download_uses (unique_id, used_at) VALUES (?, ?)", &s);
+	if (r == 0)
+		r = bind_text(s, 1, unique_id);
+	if (r == 0)
+		r = bind_int(s, 2, now);
+	if (r == 0)
+		r = step_done(s);
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+int store_download_uses_prune(struct store *st, int64_t older_than, int64_t now)
+{
+	int64_t before;
+	int r = cutoff(older_than, now, &before);
+	if (r < 0)
+		return r;
+	lock(st);
+	sqlite3_stmt *s;
+	r = prep(st, "DELETE FROM download_uses WHERE used_at < ?", &s);
+	if (r == 0)
+		r = bind_int(s, 1, before);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0) {
+		int64_t n = sqlite3_changes64(st->db);
+		r = n > INT_MAX ? INT_MAX : (int)n;
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
