@@ -29,12 +29,17 @@ static const amber_config_field node_schema[] = {
 	  "server directories: <data_dir>/<uuid>" },
 	{ "panel_url", AMBER_CFG_STRING, 0, NULL, "base URL of the panel's remote API" },
 	{ "max_concurrent_jobs", AMBER_CFG_INT, 0, "2", "backups and restores run at once" },
+	{ "state_dir", AMBER_CFG_STRING, 0, "/var/lib/amber/state",
+	  "node state: undelivered reports, used download tokens" },
 	{ 0 },
 };
 
 static const amber_config_field panel_schema[] = {
 	{ "database", AMBER_CFG_STRING, 0, "sqlite:/var/lib/amber/amber.db", "panel database" },
 	{ "default_adapter", AMBER_CFG_STRING, 0, "wings", "adapter instance for new backups" },
+	{ "part_size", AMBER_CFG_SIZE, 0, "5GiB", "multipart part size handed to nodes" },
+	{ "stuck_after", AMBER_CFG_DURATION, 0, "6h",
+	  "running backups without a report for this long are marked failed" },
 	{ 0 },
 };
 
@@ -67,6 +72,7 @@ void config_free(struct config *c)
 	adapter_config_free(c->panel);
 	free(c->adapter_dir);
 	free(c->log_level);
+	free(c->log_file);
 	toml_free(c->doc);
 	free(c->file);
 	free(c);
@@ -156,6 +162,8 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 			r = top_string(c, v, key, &c->adapter_dir, ret_err);
 		else if (strcmp(key, "log_level") == 0)
 			r = top_string(c, v, key, &c->log_level, ret_err);
+		else if (strcmp(key, "log_file") == 0)
+			r = top_string(c, v, key, &c->log_file, ret_err);
 		else if (strcmp(key, "node") == 0 || strcmp(key, "panel") == 0) {
 			if (toml_type(v) != TOML_TABLE) {
 				*ret_err = str_printf("%s:%d: %s: must be a table ([%s])", name,
@@ -168,7 +176,7 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 		} else if (strcmp(key, "adapters") == 0)
 			r = load_instances(c, v, ret_err);
 		else {
-			*ret_err = str_printf("%s:%d: %s: unknown key (known: adapter_dir, log_level, "
+			*ret_err = str_printf("%s:%d: %s: unknown key (known: adapter_dir, log_level, log_file, "
 					   "[node], [panel], [adapters.<instance>])",
 					   name, toml_line(v), key);
 			r = -EINVAL;

@@ -21,6 +21,7 @@ struct config {
 	struct toml_value *doc;
 	char *adapter_dir;        /* NULL: the built-in search path */
 	char *log_level;          /* NULL: "notice" */
+	char *log_file;           /* NULL: stderr */
 	amber_config *node;       /* [node], checked against the host's schema */
 	amber_config *panel;      /* [panel] */
 	struct config_instance *instances;

@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -23,6 +25,26 @@ void log_setup(int fd, enum log_level threshold)
 {
 	log_config.fd = fd;
 	log_config.threshold = threshold;
+}
+
+int log_open_file(const char *path, enum log_level threshold)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	log_setup(fd, threshold);
+	return 0;
+}
+
+int log_reopen_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	/* dup3 swaps the file under the same descriptor number in one step. */
+	int r = dup3(fd, log_config.fd, O_CLOEXEC) < 0 ? -errno : 0;
+	close(fd);
+	return r;
 }
 
 int log_level_parse(const char *name, enum log_level *ret)

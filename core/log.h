@@ -15,6 +15,10 @@ enum log_level {
 
 /* Called once by main before threads start. fd is where lines go (stderr: 2). */
 void log_setup(int fd, enum log_level threshold);
+/* Sends lines to the file at path (appending, created 0640). log_reopen_file opens it
+ * again in place (SIGHUP after a rotation): writers never see a closed descriptor. */
+int log_open_file(const char *path, enum log_level threshold);
+int log_reopen_file(const char *path);
 int log_level_parse(const char *name, enum log_level *ret);
 const char *log_level_name(int level);
 

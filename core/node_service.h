@@ -1,0 +1,39 @@
+/* The node side of amberd: the Wings-compatible node API (backup, restore, delete,
+ * status, signed download) over the job pool, the adapter instances and the remote API
+ * client. amberd owns one; tests can run one on an in-process HTTP server. */
+#ifndef AMBER_NODE_SERVICE_H
+#define AMBER_NODE_SERVICE_H
+
+#include <stddef.h>
+
+struct http_route;
+struct instance_set;
+
+struct node_service_config {
+	const char *data_dir;   /* server directories: <data_dir>/<uuid> */
+	const char *state_dir;  /* node state: outbox/, node.db (one-time download ids) */
+	const char *token_id;   /* shared with the panel */
+	const char *token;      /* node token: Bearer auth and the download JWT key */
+	const char *panel_url;  /* remote API base; NULL: reports are only spooled */
+	unsigned max_concurrent_jobs;
+	unsigned report_retry_budget_ms; /* 0: the remote client's default (30 s) */
+	struct instance_set *instances;  /* borrowed; outlives the service */
+	/* uid/gid for restored files when running as root; -1: keep ours */
+	long long restore_uid, restore_gid;
+};
+
+struct node_service;
+
+/* 0, or a negative errno with *ret_err (caller frees). */
+int node_service_new(const struct node_service_config *cfg, struct node_service **ret,
+		     char **ret_err);
+/* The routes to register on the HTTP server; valid for the service's life. */
+const struct http_route *node_service_routes(struct node_service *svc, size_t *ret_n);
+/* Delivers spooled reports to the panel (called at start and periodically). */
+int node_service_flush_outbox(struct node_service *svc);
+/* SIGTERM: no new jobs (409/503), running ones finish or are reported failed within
+ * timeout_ms. */
+int node_service_drain(struct node_service *svc, int timeout_ms);
+void node_service_free(struct node_service *svc);
+
+#endif
