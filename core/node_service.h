@@ -27,7 +27,14 @@ struct node_service;
 /* 0, or a negative errno with *ret_err (caller frees). */
 int node_service_new(const struct node_service_config *cfg, struct node_service **ret,
 		     char **ret_err);
-/* The routes to register on the HTTP server; valid for the service's life. */
+/* The routes to register on the HTTP server; valid for the service's life:
+ *   POST   /api/servers/:server/backup                   create → 202, a backup job
+ *   POST   /api/servers/:server/backup/:backup/restore   restore → 202, a restore job
+ *   DELETE /api/servers/:server/backup/:backup           → 204, 404 when missing
+ *   GET    /api/servers/:server/backup/:backup           the latest job's status (JSON)
+ *   GET    /download/backup?token=<JWT>                  signed one-time download
+ * All but the download need "Authorization: Bearer <token>" (401 missing, 403 wrong).
+ * One job per server at a time (409); 503 once a drain has begun. */
 const struct http_route *node_service_routes(struct node_service *svc, size_t *ret_n);
 /* Delivers spooled reports to the panel (called at start and periodically). */
 int node_service_flush_outbox(struct node_service *svc);

@@ -1,0 +1,66 @@
+/* Internals shared by node_service.c (life, jobs, reports) and routes_node.c (the HTTP
+ * handlers). Not for other modules: they use node_service.h. */
+#ifndef AMBER_NODE_SERVICE_INT_H
+#define AMBER_NODE_SERVICE_INT_H
+
+#include "http.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct instance;
+struct instance_set;
+struct job;
+struct job_pool;
+struct remote_client;
+struct store;
+
+#define NODE_UUID_LEN 36
+#define NODE_KEY_MAX 96
+#define NODE_N_ROUTES 5
+
+struct node_service {
+	char *data_dir, *state_dir, *outbox_dir;
+	char *token, *token_id, *panel_url;
+	size_t token_len;
+	unsigned char token_hash[32]; /* SHA-256 of the token, for the constant-time check */
+	unsigned report_retry_budget_ms;
+	long long restore_uid, restore_gid;
+	struct instance_set *instances;
+	struct job_pool *pool;
+	struct store *store;                 /* one-time download ids */
+	struct remote_client *flush_client;  /* outbox flushes; NULL without a panel_url */
+	atomic_int draining;
+	struct http_route routes[NODE_N_ROUTES];
+};
+
+/* What a job needs; owned by the job pool once submitted (node_job_free). */
+struct node_job {
+	struct node_service *svc;
+	struct instance *in;
+	char server[NODE_UUID_LEN + 1], backup[NODE_UUID_LEN + 1];
+	char request_id[65];
+	char key[NODE_KEY_MAX];
+	char *root;   /* <data_dir>/<server> */
+	char *ignore; /* create: the request's patterns; NULL: .pteroignore */
+	bool truncate;
+};
+
+void node_job_free(void *arg);
+int node_run_backup(struct job *job, void *arg);
+int node_run_restore(struct job *job, void *arg);
+int node_run_delete(struct job *job, void *arg);
+
+/* Local-disk instances (the "wings" adapter) keep Wings' file layout and can serve
+ * downloads straight from their files. */
+bool node_instance_is_local(const struct instance *in);
+int node_backup_key(const struct instance *in, const char *server, const char *backup,
+		    char *out, size_t cap);
+/* "wings" when configured, else the first instance; NULL when there is none. */
+struct instance *node_default_instance(const struct node_service *svc);
+
+/* Fills svc->routes. */
+void node_routes_init(struct node_service *svc);
+
+#endif
