@@ -28,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_MAX_JOBS 2u
 /* A discarded job's failure report gets one quick attempt: the drain runs it on the
@@ -127,6 +130,89 @@ static int send_restore_report(struct node_service *svc, const atomic_int *cance
 	return rc;
 }
 
+/* ---- journal ---- */
+
+static char *journal_path(const struct node_service *svc, enum job_kind kind,
+			  const char *backup)
+{
+	return str_printf("%s/%s.%s", svc->journal_dir, kind == JOB_BACKUP ? "backup" : "restore",
+			  backup);
+}
+
+int node_journal_add(struct node_service *svc, enum job_kind kind, const char *backup)
+{
+	char *path = journal_path(svc, kind, backup);
+	if (!path)
+		return -ENOMEM;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int r = fd >= 0 ? 1 : errno == EEXIST ? 0 : -errno;
+	if (fd >= 0) {
+		/* The entry must survive the crash it is there for. */
+		if (fsync(fd) < 0)
+			r = -errno;
+		close(fd);
+		int dfd = open(svc->journal_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	free(path);
+	return r;
+}
+
+void node_journal_remove(struct node_service *svc, enum job_kind kind, const char *backup)
+{
+	char *path = journal_path(svc, kind, backup);
+	if (path && unlink(path) < 0 && errno != ENOENT)
+		log_msg(LOG_LEVEL_WARNING, "journal: cannot remove %s: %s, ignoring", path,
+			strerror(errno));
+	free(path);
+}
+
+/* Jobs accepted by a node that died before reporting them: the panel is told they
+ * failed (through the outbox, delivered by the next flush). */
+static void journal_recover(struct node_service *svc)
+{
+	DIR *d = opendir(svc->journal_dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		enum job_kind kind;
+		const char *backup;
+		if (strncmp(de->d_name, "backup.", 7) == 0) {
+			kind = JOB_BACKUP;
+			backup = de->d_name + 7;
+		} else if (strncmp(de->d_name, "restore.", 8) == 0) {
+			kind = JOB_RESTORE;
+			backup = de->d_name + 8;
+		} else {
+			continue;
+		}
+		if (!uuid_is_canonical(backup))
+			continue;
+		int r;
+		if (kind == JOB_BACKUP) {
+			struct backup_report rep = { .successful = false };
+			r = remote_outbox_put_backup(svc->outbox_dir, backup, &rep);
+		} else {
+			r = remote_outbox_put_restore(svc->outbox_dir, backup, false);
+		}
+		if (r < 0) {
+			log_msg(LOG_LEVEL_ERR, "journal: %s %s was interrupted, but its failure "
+					       "report cannot be spooled: %s", job_kind_name(kind),
+				backup, strerror(-r));
+			continue;
+		}
+		log_msg(LOG_LEVEL_WARNING, "journal: %s of backup %s was interrupted by a stop of "
+					   "the node; reporting it failed", job_kind_name(kind),
+			backup);
+		node_journal_remove(svc, kind, backup);
+	}
+	closedir(d);
+}
+
 /* ---- jobs ---- */
 
 void node_job_free(void *arg)
@@ -189,6 +275,7 @@ int node_run_backup(struct job *job, void *arg)
 	char what[320];
 	int rr = send_backup_report(svc, job_cancel_flag(job), false, nj->backup, &rep, what,
 				    sizeof(what));
+	node_journal_remove(svc, JOB_BACKUP, nj->backup);
 	if (r == 0)
 		log_msg(rr == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
 			"request %s: backup %s of server %s to %s/%s done: %" PRIu64
@@ -227,6 +314,7 @@ int node_run_restore(struct job *job, void *arg)
 	char what[320];
 	int rr = send_restore_report(svc, job_cancel_flag(job), false, nj->backup, r == 0, what,
 				     sizeof(what));
+	node_journal_remove(svc, JOB_RESTORE, nj->backup);
 	if (r == 0)
 		log_msg(rr == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
 			"request %s: restore of backup %s into server %s done: %" PRIu64
@@ -275,6 +363,7 @@ static void on_discard(void *opaque, struct job *job, void *arg)
 		/* A delete's caller is waiting on the job and answers for it. */
 		return;
 	}
+	node_journal_remove(svc, kind, nj->backup);
 	log_msg(LOG_LEVEL_WARNING,
 		"request %s: %s job for backup %s of server %s discarded by shutdown; report %s",
 		nj->request_id, job_kind_name(kind), nj->backup, nj->server, what);
@@ -320,10 +409,12 @@ int node_service_new(const struct node_service_config *cfg, struct node_service 
 	svc->data_dir = strdup(cfg->data_dir);
 	svc->state_dir = strdup(cfg->state_dir);
 	svc->outbox_dir = str_printf("%s/outbox", cfg->state_dir);
+	svc->journal_dir = str_printf("%s/jobs", cfg->state_dir);
 	svc->token = strdup(cfg->token);
 	svc->token_id = cfg->token_id ? strdup(cfg->token_id) : NULL;
 	svc->panel_url = cfg->panel_url && *cfg->panel_url ? strdup(cfg->panel_url) : NULL;
-	if (!svc->data_dir || !svc->state_dir || !svc->outbox_dir || !svc->token ||
+	if (!svc->data_dir || !svc->state_dir || !svc->outbox_dir || !svc->journal_dir ||
+	    !svc->token ||
 	    (cfg->token_id && !svc->token_id) || (cfg->panel_url && *cfg->panel_url &&
 						   !svc->panel_url))
 		goto fail;
@@ -336,10 +427,13 @@ int node_service_new(const struct node_service_config *cfg, struct node_service 
 	atomic_init(&svc->draining, 0);
 
 	r = make_dir(svc->state_dir);
+	if (r == 0)
+		r = make_dir(svc->journal_dir);
 	if (r < 0) {
 		*ret_err = str_printf("node: state directory %s: %s", svc->state_dir, strerror(-r));
 		goto fail;
 	}
+	journal_recover(svc);
 	char *db = str_printf("%s/node.db", svc->state_dir);
 	if (!db) {
 		r = -ENOMEM;
@@ -431,6 +525,7 @@ void node_service_free(struct node_service *svc)
 	free(svc->data_dir);
 	free(svc->state_dir);
 	free(svc->outbox_dir);
+	free(svc->journal_dir);
 	free(svc->token);
 	free(svc->token_id);
 	free(svc->panel_url);

@@ -4,6 +4,7 @@
 #define AMBER_NODE_SERVICE_INT_H
 
 #include "http.h"
+#include "jobs.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -22,6 +23,7 @@ struct store;
 
 struct node_service {
 	char *data_dir, *state_dir, *outbox_dir;
+	char *journal_dir; /* <state_dir>/jobs: one file per accepted backup/restore */
 	char *token, *token_id, *panel_url;
 	size_t token_len;
 	unsigned char token_hash[32]; /* SHA-256 of the token, for the constant-time check */
@@ -46,6 +48,12 @@ struct node_job {
 	char *ignore; /* create: the request's patterns; NULL: .pteroignore */
 	bool truncate;
 };
+
+/* The journal of accepted jobs: a file per backup or restore from acceptance until its
+ * report is delivered or spooled, so a node killed in between reports the job failed
+ * when it starts again. add returns 1 when it created the entry, 0 when one existed. */
+int node_journal_add(struct node_service *svc, enum job_kind kind, const char *backup);
+void node_journal_remove(struct node_service *svc, enum job_kind kind, const char *backup);
 
 void node_job_free(void *arg);
 int node_run_backup(struct job *job, void *arg);

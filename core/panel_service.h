@@ -20,6 +20,14 @@ struct panel_service_config {
 
 struct panel_service;
 
+/* Routes (all authenticated with `Bearer <token_id>.<token>`; errors in the panel's
+ * {"errors":[{code,status,detail}]} form):
+ *   GET  /api/remote/backups/:uuid?size=N       part URLs from the backup's instance
+ *   POST /api/remote/backups/:uuid              the node's backup report -> 204
+ *   POST /api/remote/backups/:uuid/restore      the node's restore report -> 204
+ *   POST /api/remote/servers/reset              a booted node's servers lose their state
+ * A node may only touch backups of the servers it hosts (403 otherwise). */
+
 int panel_service_new(const struct panel_service_config *cfg, struct panel_service **ret,
 		      char **ret_err);
 const struct http_route *panel_service_routes(struct panel_service *svc, size_t *ret_n);

@@ -156,7 +156,22 @@ static int submit(struct node_service *svc, struct http_request *req, struct nod
 	char server[NODE_UUID_LEN + 1], backup[NODE_UUID_LEN + 1];
 	snprintf(server, sizeof(server), "%s", nj->server);
 	snprintf(backup, sizeof(backup), "%s", nj->backup);
+	/* Journaled before it can start, so even a job killed at once is reported. */
+	int journaled = 0;
+	if (kind == JOB_BACKUP || kind == JOB_RESTORE) {
+		journaled = node_journal_add(svc, kind, backup);
+		if (journaled < 0) {
+			log_msg(LOG_LEVEL_ERR, "request %s: %s job for backup %s: journal: %s",
+				http_request_id(req), job_kind_name(kind), backup,
+				strerror(-journaled));
+			node_job_free(nj);
+			http_respond_error(req, 500, MSG_INTERNAL);
+			return journaled;
+		}
+	}
 	int r = job_submit(svc->pool, server, backup, kind, run, nj, node_job_free, ret_opt);
+	if (r < 0 && journaled == 1)
+		node_journal_remove(svc, kind, backup);
 	if (r == -EBUSY)
 		http_respond_error(req, 409, MSG_BUSY);
 	else if (r == -ESHUTDOWN)

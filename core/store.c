@@ -323,12 +323,15 @@ int store_open(const char *path, struct store **ret)
 	bool memory = strcmp(path, ":memory:") == 0;
 
 	/* The database holds token hashes: create it private; SQLite gives its -wal and
-	 * -shm files the same mode. */
+	 * -shm files the same mode. Only a file that does not exist yet is touched: closing
+	 * any descriptor of a database this process already has open would drop the
+	 * process's POSIX locks on it, and another process could then delete the WAL. */
 	if (!memory) {
-		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (fd < 0)
+		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+		else if (errno != EEXIST)
 			return -errno;
-		close(fd);
 	}
 
 	struct store *st = calloc(1, sizeof(*st));

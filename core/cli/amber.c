@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "adapter_config.h"
+#include "admin.h"
 #include "adapter_loader.h"
 #include "backup.h"
 #include "config.h"
@@ -770,6 +771,9 @@ static void usage(FILE *f)
 	      "  adapters list                       loaded adapters, capabilities, config\n"
 	      "  config check                        validate the configuration\n"
 	      "  config toml-decode                  TOML on stdin -> toml-test JSON\n"
+	      "  node add|list                       nodes the panel side knows\n"
+	      "  server add|list                     servers and the node hosting them\n"
+	      "  backups list                        backups recorded by the panel side\n"
 	      "  version\n"
 	      "\n"
 	      "The configuration is --config, else $AMBER_CONFIG, else /etc/amber/amber.toml,\n"
@@ -838,6 +842,19 @@ int main(int argc, char **argv)
 		return cmd_config_check(sub_argc, sub_argv, &g);
 	if (strcmp(group, "config") == 0 && strcmp(verb, "toml-decode") == 0)
 		return cmd_toml_decode(sub_argc, sub_argv);
+	if (!strcmp(group, "node") || !strcmp(group, "server") || !strcmp(group, "backups")) {
+		struct session s;
+		const char *db = NULL;
+		int rc = session_open(&g, &s, OPEN_NONE, NULL);
+		if (rc == EXIT_OK) {
+			adapter_config_get_string(s.cfg->panel, "database", &db);
+			rc = group[0] == 'n'   ? cli_node_main(sub_argc, sub_argv, db, g.json)
+			     : group[0] == 's' ? cli_server_main(sub_argc, sub_argv, db, g.json)
+					       : cli_backups_main(sub_argc, sub_argv, db, g.json);
+		}
+		session_close(&s);
+		return rc;
+	}
 	usage(stderr);
 	return EXIT_USAGE;
 }

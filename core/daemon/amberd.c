@@ -1,0 +1,306 @@
+/* amberd: the node API and the remote API in one process (design.md §1). main() owns
+ * every long-lived object; signals are taken by this thread only, with sigtimedwait,
+ * so no handler ever runs inside library code. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "adapter_config.h"
+#include "adapter_loader.h"
+#include "config.h"
+#include "http.h"
+#include "instances.h"
+#include "log.h"
+#include "node_service.h"
+#include "panel_service.h"
+#include "store.h"
+
+#define MAINTENANCE_INTERVAL_S 30
+#define DRAIN_TIMEOUT_MS (10 * 60 * 1000)
+
+struct daemon {
+	struct config *cfg;
+	struct adapter_registry *reg;
+	struct instance_set *instances;
+	struct store *store;
+	struct node_service *node;
+	struct panel_service *panel;
+	struct http_server *http;
+	struct http_route *routes;
+};
+
+static void daemon_close(struct daemon *d)
+{
+	http_server_free(d->http);
+	node_service_free(d->node);
+	panel_service_free(d->panel);
+	store_close(d->store);
+	instance_set_free(d->instances);
+	adapter_registry_free(d->reg);
+	config_free(d->cfg);
+	free(d->routes);
+}
+
+static const char *cfg_str(const amber_config *c, const char *name)
+{
+	const char *v = NULL;
+	adapter_config_get_string(c, name, &v);
+	return v;
+}
+
+static void access_log(const struct http_access_entry *e, void *data)
+{
+	(void)data;
+	log_msg(LOG_LEVEL_INFO, "request_id=%s %s %s %u %llu bytes %llu ms client=%s%s",
+		e->request_id, e->method, e->path, e->status, (unsigned long long)e->bytes,
+		(unsigned long long)e->duration_ms, e->client, e->completed ? "" : " (aborted)");
+}
+
+static void http_error_log(const char *msg, void *data)
+{
+	(void)data;
+	log_msg(LOG_LEVEL_WARNING, "http: %s", msg);
+}
+
+static int daemon_open(struct daemon *d, const char *config_path, const char *adapter_dir)
+{
+	char *err = NULL;
+	int r = config_path ? config_load_file(config_path, &d->cfg, &err)
+			    : config_load_text(config_default_text(), strlen(config_default_text()),
+					       "(built-in default)", &d->cfg, &err);
+	if (r < 0)
+		goto fail;
+	enum log_level lvl = LOG_LEVEL_NOTICE;
+	if (d->cfg->log_level && log_level_parse(d->cfg->log_level, &lvl) < 0) {
+		r = -EINVAL;
+		if (asprintf(&err, "%s: log_level '%s' is not error, warning, notice, info or "
+				   "debug", d->cfg->file, d->cfg->log_level) < 0)
+			err = NULL;
+		goto fail;
+	}
+	if (d->cfg->log_file) {
+		r = log_open_file(d->cfg->log_file, lvl);
+		if (r < 0) {
+			if (asprintf(&err, "log_file %s: %s", d->cfg->log_file, strerror(-r)) < 0)
+				err = NULL;
+			goto fail;
+		}
+	} else {
+		log_setup(2, lvl);
+	}
+
+	adapter_registry_new(&d->reg);
+	const char *env = secure_getenv("AMBER_ADAPTER_DIR");
+	const char *dir = adapter_dir ? adapter_dir
+			  : env && *env ? env
+			  : d->cfg->adapter_dir ? d->cfg->adapter_dir
+						: AMBER_ADAPTER_INSTALL_DIR;
+	r = adapter_registry_load_dir(d->reg, dir);
+	if (r < 0) {
+		if (asprintf(&err, "adapter directory %s: %s", dir, strerror(-r)) < 0)
+			err = NULL;
+		goto fail;
+	}
+	r = instance_set_open(d->cfg, d->reg, NULL, &d->instances, &err);
+	if (r < 0)
+		goto fail;
+
+	const amber_config *node = d->cfg->node, *panel = d->cfg->panel;
+	const char *db = cfg_str(panel, "database");
+	r = store_open(db, &d->store);
+	if (r < 0) {
+		if (asprintf(&err, "panel database %s: %s", db, strerror(-r)) < 0)
+			err = NULL;
+		goto fail;
+	}
+	const char *token_id = cfg_str(node, "token_id"), *token = cfg_str(node, "token");
+	if (!token_id || !token) {
+		r = -EINVAL;
+		if (asprintf(&err, "%s: [node] needs token_id and token (or token_file): the "
+				   "panel and the node authenticate each other with them",
+			     d->cfg->file) < 0)
+			err = NULL;
+		goto fail;
+	}
+	/* All-in-one: the panel side must know this node's credentials. */
+	int64_t node_id;
+	const char *listen = cfg_str(node, "listen");
+	char url[300];
+	snprintf(url, sizeof(url), "http://%s", listen);
+	r = store_node_add(d->store, "local", url, token_id, token, &node_id);
+	if (r < 0 && r != -EEXIST) {
+		if (asprintf(&err, "registering the local node in %s: %s", db, strerror(-r)) < 0)
+			err = NULL;
+		goto fail;
+	}
+
+	int64_t jobs = 2;
+	adapter_config_get_int(node, "max_concurrent_jobs", &jobs);
+	struct node_service_config nc = {
+		.data_dir = cfg_str(node, "data_dir"),
+		.state_dir = cfg_str(node, "state_dir"),
+		.token_id = token_id,
+		.token = token,
+		.panel_url = cfg_str(node, "panel_url"),
+		.max_concurrent_jobs = jobs > 0 && jobs < 1024 ? (unsigned)jobs : 2,
+		.instances = d->instances,
+		.restore_uid = -1,
+		.restore_gid = -1,
+	};
+	if (!nc.panel_url)
+		nc.panel_url = url;
+	r = node_service_new(&nc, &d->node, &err);
+	if (r < 0)
+		goto fail;
+	uint64_t part_size = 0, stuck_ms = 0;
+	adapter_config_get_size(panel, "part_size", &part_size);
+	adapter_config_get_duration_ms(panel, "stuck_after", &stuck_ms);
+	struct panel_service_config pc = {
+		.store = d->store,
+		.instances = d->instances,
+		.part_size = part_size,
+		.stuck_after_s = (unsigned)(stuck_ms / 1000),
+	};
+	r = panel_service_new(&pc, &d->panel, &err);
+	if (r < 0)
+		goto fail;
+
+	size_t nn, np;
+	const struct http_route *rn = node_service_routes(d->node, &nn);
+	const struct http_route *rp = panel_service_routes(d->panel, &np);
+	d->routes = calloc(nn + np, sizeof(*d->routes));
+	if (!d->routes) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memcpy(d->routes, rn, nn * sizeof(*rn));
+	memcpy(d->routes + nn, rp, np * sizeof(*rp));
+	struct http_config hc = {
+		.listen = listen,
+		.routes = d->routes,
+		.n_routes = nn + np,
+		.access_log = access_log,
+		.error_log = http_error_log,
+	};
+	r = http_server_new(&hc, &d->http);
+	if (r < 0) {
+		if (asprintf(&err, "listen %s: %s", listen, strerror(-r)) < 0)
+			err = NULL;
+		goto fail;
+	}
+	log_msg(LOG_LEVEL_NOTICE, "amberd %s listening on %s port %u (config %s)", AMBER_VERSION,
+		listen, http_server_port(d->http), d->cfg->file);
+	return 0;
+fail:
+	fprintf(stderr, "amberd: %s\n", err ? err : strerror(-r));
+	log_msg(LOG_LEVEL_ERR, "amberd: not starting: %s", err ? err : strerror(-r));
+	free(err);
+	return r < 0 ? r : -EINVAL;
+}
+
+static void maintenance(struct daemon *d)
+{
+	node_service_flush_outbox(d->node);
+	int n = panel_service_sweep(d->panel, (int64_t)time(NULL));
+	if (n > 0)
+		log_msg(LOG_LEVEL_WARNING, "%d backups had no report for too long and were marked "
+					   "failed", n);
+	store_download_uses_prune(d->store, 7 * 24 * 3600, (int64_t)time(NULL));
+}
+
+static int run(struct daemon *d, const sigset_t *sigs)
+{
+	maintenance(d);
+	for (;;) {
+		struct timespec ts = { MAINTENANCE_INTERVAL_S, 0 };
+		int sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig < 0 && errno == EAGAIN) {
+			maintenance(d);
+			continue;
+		}
+		if (sig < 0)
+			continue;
+		if (sig == SIGHUP) {
+			if (d->cfg->log_file) {
+				int r = log_reopen_file(d->cfg->log_file);
+				if (r < 0)
+					log_msg(LOG_LEVEL_ERR, "SIGHUP: reopening %s: %s",
+						d->cfg->log_file, strerror(-r));
+			}
+			log_msg(LOG_LEVEL_NOTICE, "SIGHUP: log reopened");
+			continue;
+		}
+		log_msg(LOG_LEVEL_NOTICE, "%s: draining: no new jobs; waiting for running ones",
+			sig == SIGINT ? "SIGINT" : "SIGTERM");
+		/* Jobs first: their reports may go to the panel side of this very process,
+		 * which must still be listening. New jobs are refused meanwhile (503). */
+		node_service_drain(d->node, DRAIN_TIMEOUT_MS);
+		http_server_stop_accepting(d->http);
+		/* In-flight requests (a download) get a moment to finish. */
+		for (int i = 0; i < 300 && http_server_connections(d->http) > 0; i++)
+			usleep(100 * 1000);
+		node_service_flush_outbox(d->node);
+		log_msg(LOG_LEVEL_NOTICE, "stopped");
+		return 0;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: amberd [--config FILE] [--adapter-dir DIR]\n"
+	      "Serves the node API and the panel's remote API (see amber.toml [node], "
+	      "[panel]).\n"
+	      "SIGTERM drains (running jobs finish), SIGHUP reopens log_file.\n",
+	      f);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, 0, 'c' },
+		{ "adapter-dir", required_argument, 0, 'd' },
+		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
+		{ 0 },
+	};
+	const char *config_path = NULL, *adapter_dir = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c': config_path = optarg; break;
+		case 'd': adapter_dir = optarg; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("amberd %s\n", AMBER_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!config_path) {
+		const char *env = secure_getenv("AMBER_CONFIG");
+		if (env && *env)
+			config_path = env;
+		else if (access("/etc/amber/amber.toml", F_OK) == 0)
+			config_path = "/etc/amber/amber.toml";
+	}
+	/* Before any thread exists: every thread inherits the mask, so only sigtimedwait
+	 * below ever sees these signals. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	struct daemon d = { 0 };
+	int rc = daemon_open(&d, config_path, adapter_dir) == 0 ? run(&d, &sigs) : 1;
+	daemon_close(&d);
+	curl_global_cleanup();
+	return rc;
+}

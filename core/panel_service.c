@@ -1,0 +1,668 @@
+/* The panel's remote API (pterodactyl-protocol.md §1.3, §3): what a Wings-compatible node
+ * calls to get presigned part URLs and to report the results of backups and restores.
+ * Status codes, error codes and messages are the reference panel's, so a real Wings
+ * node (which shows errors[0].detail and treats every 4xx as final) behaves the same
+ * against Amber as against Pterodactyl. */
+#include "panel_service.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "backup.h"
+#include "host.h"
+#include "http.h"
+#include "instances.h"
+#include "log.h"
+#include "store.h"
+
+#define DEFAULT_PART_SIZE (UINT64_C(5) * 1024 * 1024 * 1024) /* backups.max_part_size */
+#define DEFAULT_PRESIGN_TTL_S 3600u	/* backups.presigned_url_lifespan: 60 min */
+#define DEFAULT_STUCK_AFTER_S (6u * 3600u) /* backups.prune_age: 360 min */
+/* S3 numbers parts 1..10000. Without a bound a tiny part size and a huge `size` would
+ * make one request sign (and answer with) millions of URLs. */
+#define MAX_PARTS 10000u
+
+#define N_ROUTES 4
+
+struct panel_service {
+	struct store *store;
+	struct instance_set *instances;
+	uint64_t part_size;
+	unsigned presign_ttl_s;
+	unsigned stuck_after_s;
+	struct http_route routes[N_ROUTES];
+};
+
+static const char *const MSG_NOT_FOUND = "The requested resource could not be found on the server.";
+static const char *const MSG_FOREIGN = "You do not have permission to access that backup.";
+static const char *const MSG_INTERNAL =
+	"An unexpected error was encountered while processing this request, please try again.";
+
+/* ---- error bodies, as the panel's exception handler renders them ---- */
+
+static json_t *error_object(unsigned status, const char *code, const char *detail)
+{
+	char st[8];
+	snprintf(st, sizeof(st), "%u", status);
+	return json_pack("{s:s, s:s, s:s}", "code", code, "status", st, "detail", detail);
+}
+
+static int respond_error(struct http_request *req, unsigned status, const char *code,
+			 const char *detail)
+{
+	json_t *e = error_object(status, code, detail);
+	json_t *body = e ? json_pack("{s:[o]}", "errors", e) : NULL;
+	if (!body)
+		return -ENOMEM;
+	return http_respond_json(req, status, body);
+}
+
+/* A 422 the way Laravel's validator reports one field (protocol §1.3). */
+static int respond_invalid(struct http_request *req, const char *field, const char *rule,
+			   const char *detail)
+{
+	json_t *e = error_object(422, "ValidationException", detail);
+	if (e)
+		json_object_set_new(e, "meta", json_pack("{s:s, s:s}", "source_field", field,
+							  "rule", rule));
+	json_t *body = e ? json_pack("{s:[o]}", "errors", e) : NULL;
+	if (!body)
+		return -ENOMEM;
+	return http_respond_json(req, 422, body);
+}
+
+static int respond_internal(struct http_request *req, int err)
+{
+	respond_error(req, 500, "HttpException", MSG_INTERNAL);
+	return err < 0 ? err : -EIO;
+}
+
+/* ---- authentication (DaemonAuthenticate) ---- */
+
+/* 0 and *ret_node_id when the bearer token belongs to a node; otherwise the error has
+ * been answered and a negative errno comes back. */
+static int authenticate(struct panel_service *svc, struct http_request *req,
+			int64_t *ret_node_id)
+{
+	const char *h = http_request_header(req, "Authorization");
+	const char *tok = NULL;
+	if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+		tok = h + 7;
+		while (*tok == ' ')
+			tok++;
+	}
+	if (!tok || !*tok) {
+		/* The panel also sends WWW-Authenticate: Bearer; the http layer cannot add
+		 * headers yet, and Wings does not read it. */
+		respond_error(req, 401, "HttpException",
+			      "Access to this endpoint must include an Authorization header.");
+		return -EACCES;
+	}
+	/* <token_id>.<token>: exactly two non-empty parts, as explode('.') in the panel. */
+	const char *dot = strchr(tok, '.');
+	if (!dot || dot == tok || !dot[1] || strchr(dot + 1, '.')) {
+		respond_error(req, 400, "BadRequestHttpException",
+			      "The Authorization header provided was not in a valid format.");
+		return -EINVAL;
+	}
+	size_t id_len = (size_t)(dot - tok);
+	char *token_id = strndup(tok, id_len);
+	if (!token_id)
+		return respond_internal(req, -ENOMEM);
+	int r = store_node_check_token(svc->store, token_id, dot + 1, ret_node_id);
+	free(token_id);
+	if (r == -EACCES) {
+		respond_error(req, 403, "AccessDeniedHttpException",
+			      "You are not authorized to access this resource.");
+		return r;
+	}
+	if (r < 0) {
+		log_msg(LOG_LEVEL_ERR, "remote api: checking a node token: %s", strerror(-r));
+		return respond_internal(req, r);
+	}
+	return 0;
+}
+
+/* The backup named by the route and its server, if the calling node hosts it; otherwise
+ * 404 or 403 has been answered and a negative errno comes back. */
+static int load_backup(struct panel_service *svc, struct http_request *req, int64_t node_id,
+		       struct store_backup **ret_b, struct store_server **ret_s)
+{
+	*ret_b = NULL;
+	*ret_s = NULL;
+	struct store_backup *b = NULL;
+	struct store_server *s = NULL;
+	int r = store_backup_get(svc->store, http_request_param(req, "uuid"), &b);
+	if (r == 0)
+		r = store_server_get(svc->store, b->server_uuid, &s);
+	if (r == -ENOENT) {
+		store_backup_free(b);
+		respond_error(req, 404, "NotFoundHttpException", MSG_NOT_FOUND);
+		return r;
+	}
+	if (r < 0) {
+		log_msg(LOG_LEVEL_ERR, "remote api: reading backup %s: %s", b ? b->uuid : "?",
+			strerror(-r));
+		store_backup_free(b);
+		return respond_internal(req, r);
+	}
+	/* Pterodactyl's upload-URL route meant this check but answers 500 (a missing
+	 * import); its restore route has none. Pelican answers 403 on all three, and so
+	 * do we: a node must not touch another node's backups. */
+	if (s->node_id != node_id) {
+		store_backup_free(b);
+		store_server_free(s);
+		respond_error(req, 403, "HttpForbiddenException", MSG_FOREIGN);
+		return -EPERM;
+	}
+	*ret_b = b;
+	*ret_s = s;
+	return 0;
+}
+
+/* Parses the request body as a JSON object. Wings always sends JSON; no Content-Type
+ * check here (unlike the node API): without the bearer token a cross-site form post
+ * gets nowhere anyway. */
+static int read_json_body(struct http_request *req, json_t **ret)
+{
+	size_t len;
+	const void *body = http_request_body(req, &len);
+	json_error_t jerr;
+	json_t *j = json_loadb(body, len, 0, &jerr);
+	if (!j || !json_is_object(j)) {
+		char detail[256];
+		if (j)
+			snprintf(detail, sizeof(detail), "The request body must be a JSON object.");
+		else
+			snprintf(detail, sizeof(detail),
+				 "The request body is not valid JSON: %s (line %d, column %d).",
+				 jerr.text, jerr.line, jerr.column);
+		json_decref(j);
+		respond_error(req, 400, "BadRequestHttpException", detail);
+		return -EINVAL;
+	}
+	/* One seed of the API shows the body wrapped in "data"; Wings sends it bare.
+	 * Taking both costs nothing. */
+	json_t *data = json_object_get(j, "data");
+	if (json_is_object(data) && !json_object_get(j, "successful")) {
+		json_incref(data);
+		json_decref(j);
+		j = data;
+	}
+	*ret = j;
+	return 0;
+}
+
+/* Laravel's `boolean` rule: true, false, 1, 0, "1", "0". -1 when v is none of them. */
+static int as_bool(const json_t *v)
+{
+	if (json_is_boolean(v))
+		return json_is_true(v);
+	if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))
+		return (int)json_integer_value(v);
+	if (json_is_string(v) && (strcmp(json_string_value(v), "0") == 0 ||
+				  strcmp(json_string_value(v), "1") == 0))
+		return json_string_value(v)[0] == '1';
+	return -1;
+}
+
+static bool is_hex(const char *s, size_t len)
+{
+	if (strlen(s) != len)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+/* ---- GET /api/remote/backups/:uuid?size=N ---- */
+
+struct presign_job {
+	struct instance *in;
+	const char *key;
+	const char *backup_uuid;
+	uint64_t n_parts;
+	unsigned ttl_s;
+	json_t *urls;		/* out */
+	uint64_t failed_part;	/* out, on failure */
+	int rc;			/* out: 0 or a negative errno */
+	struct amber_ctx ctx;	/* out: the adapter's message on failure */
+};
+
+static void *presign_thread(void *opaque)
+{
+	struct presign_job *j = opaque;
+	struct instance *in = j->in;
+	host_ctx_init(&j->ctx, in->ops->name, in->name, "presign", j->backup_uuid);
+	struct amber_buf url = { 0 };
+	j->rc = 0;
+	instance_lock(in);
+	for (uint64_t part = 1; part <= j->n_parts && j->rc == 0; part++) {
+		uint64_t expires = 0;
+		int code = in->ops->presign(in->handle, &j->ctx, j->key, AMBER_PRESIGN_PUT_PART,
+					    (uint32_t)part, j->ttl_s, &url, &expires);
+		if (code == 0 && (!url.data || !url.len))
+			code = host_ctx_set_error(&j->ctx, AMBER_EIO, "the adapter returned an "
+								    "empty URL");
+		if (code != 0) {
+			j->rc = host_code_to_errno(code);
+			j->failed_part = part;
+		} else if (json_array_append_new(j->urls, json_string(url.data)) < 0) {
+			j->rc = -ENOMEM;
+			j->failed_part = part;
+		}
+		amber_buf_clear(&url);
+	}
+	instance_unlock(in);
+	return NULL;
+}
+
+/* Decimal digits only, > 0 (the panel's `(int) $size` then `empty()`; we refuse what
+ * PHP would silently truncate, such as "12abc" or "-5"). */
+static bool parse_size(const char *s, uint64_t *ret)
+{
+	if (!s || !*s || strlen(s) > 19)
+		return false;
+	uint64_t v = 0;
+	for (const char *c = s; *c; c++) {
+		if (*c < '0' || *c > '9')
+			return false;
+		v = v * 10 + (uint64_t)(*c - '0');
+	}
+	if (v == 0 || v > INT64_MAX)
+		return false;
+	*ret = v;
+	return true;
+}
+
+static int h_upload_urls(struct http_request *req, void *userdata)
+{
+	struct panel_service *svc = userdata;
+	int64_t node_id;
+	int r = authenticate(svc, req, &node_id);
+	if (r < 0)
+		return r;
+	uint64_t size;
+	if (!parse_size(http_request_query(req, "size"), &size))
+		return respond_error(req, 400, "BadRequestHttpException",
+				     "A non-empty \"size\" query parameter must be provided."),
+		       -EINVAL;
+	struct store_backup *b;
+	struct store_server *s;
+	r = load_backup(svc, req, node_id, &b, &s);
+	if (r < 0)
+		return r;
+	if (b->state != STORE_BACKUP_RUNNING) {
+		r = respond_error(req, 409, "ConflictHttpException",
+				  "This backup is already in a completed state.");
+		goto out;
+	}
+	/* The reference panel looks at its current default adapter; Amber asks the
+	 * instance the backup was created with, so switching the default while a backup
+	 * runs does not break it (protocol §8.8). */
+	struct instance *in = svc->instances ? instance_set_find(svc->instances, b->adapter) : NULL;
+	if (!in || !(in->ops->caps & AMBER_CAP_PRESIGN_PUT) || !in->ops->presign) {
+		char detail[320];
+		snprintf(detail, sizeof(detail),
+			 "The configured backup adapter is not an S3 compatible adapter: "
+			 "instance '%s'%s cannot presign part uploads.",
+			 b->adapter, in ? "" : " is not configured on the panel and");
+		r = respond_error(req, 400, "BadRequestHttpException", detail);
+		goto out;
+	}
+	uint64_t n = size / svc->part_size + (size % svc->part_size != 0);
+	if (n > MAX_PARTS) {
+		char detail[200];
+		snprintf(detail, sizeof(detail),
+			 "A size of %" PRIu64 " bytes needs %" PRIu64 " parts of %" PRIu64
+			 " bytes; at most %u are allowed.",
+			 size, n, svc->part_size, MAX_PARTS);
+		r = respond_error(req, 400, "BadRequestHttpException", detail);
+		goto out;
+	}
+	char key[128];
+	r = backup_key(s->uuid, b->uuid, key, sizeof(key));
+	if (r < 0) {
+		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: no object key: %s", b->uuid,
+			strerror(-r));
+		r = respond_internal(req, r);
+		goto out;
+	}
+	/* Multipart uploads: the reference panel opens one here (CreateMultipartUpload)
+	 * and stores its UploadId, then completes or aborts it on the status report. ABI
+	 * 1.0 has no method for either, so no upload id is recorded yet; that belongs to
+	 * the S3 adapter's issue (with store_backup_set_upload_id here). */
+	struct presign_job job = { .in = in, .key = key, .backup_uuid = b->uuid, .n_parts = n,
+				   .ttl_s = svc->presign_ttl_s, .urls = json_array() };
+	if (!job.urls) {
+		r = respond_internal(req, -ENOMEM);
+		goto out;
+	}
+	/* The ABI promises adapters that their calls never run on the HTTP server's
+	 * threads (THREADING rule 5), so the signing runs on a thread of its own. */
+	pthread_t t;
+	int pe = pthread_create(&t, NULL, presign_thread, &job);
+	if (pe != 0) {
+		json_decref(job.urls);
+		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: starting a thread: %s", b->uuid,
+			strerror(pe));
+		r = respond_internal(req, -pe);
+		goto out;
+	}
+	pthread_join(t, NULL);
+	if (job.rc < 0) {
+		json_decref(job.urls);
+		log_msg(LOG_LEVEL_ERR,
+			"remote api: backup %s: instance %s could not presign part %" PRIu64
+			": %s",
+			b->uuid, in->name, job.failed_part,
+			job.ctx.message[0] ? job.ctx.message : strerror(-job.rc));
+		r = respond_internal(req, job.rc);
+		goto out;
+	}
+	json_t *body = json_pack("{s:o, s:I}", "parts", job.urls, "part_size",
+				 (json_int_t)svc->part_size);
+	r = body ? http_respond_json(req, 200, body) : respond_internal(req, -ENOMEM);
+out:
+	store_backup_free(b);
+	store_server_free(s);
+	return r;
+}
+
+/* ---- POST /api/remote/backups/:uuid ---- */
+
+struct status_report {
+	bool successful;
+	const char *sha1, *sha256; /* borrowed from the JSON */
+	int64_t size;
+	char *parts;		   /* JSON text of the array, or NULL */
+};
+
+/* Checks the body as ReportBackupCompleteRequest does; answers 422 and returns a
+ * negative errno when it does not pass. */
+static int parse_status_report(struct http_request *req, json_t *j, struct status_report *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	json_t *v = json_object_get(j, "successful");
+	int ok = v ? as_bool(v) : -1;
+	if (!v || json_is_null(v))
+		return respond_invalid(req, "successful", "required",
+				       "The successful field is required."),
+		       -EINVAL;
+	if (ok < 0)
+		return respond_invalid(req, "successful", "boolean",
+				       "The successful field must be true or false."),
+		       -EINVAL;
+	rep->successful = ok == 1;
+
+	json_t *checksum = json_object_get(j, "checksum");
+	json_t *type = json_object_get(j, "checksum_type");
+	json_t *size = json_object_get(j, "size");
+	json_t *parts = json_object_get(j, "parts");
+	if (checksum && !json_is_null(checksum) && !json_is_string(checksum))
+		return respond_invalid(req, "checksum", "string",
+				       "The checksum must be a string."),
+		       -EINVAL;
+	if (type && !json_is_null(type) && !json_is_string(type))
+		return respond_invalid(req, "checksum_type", "string",
+				       "The checksum type must be a string."),
+		       -EINVAL;
+	if (size && !json_is_null(size) && (!json_is_integer(size) || json_integer_value(size) < 0))
+		return respond_invalid(req, "size", "numeric",
+				       "The size must be a whole number of bytes."),
+		       -EINVAL;
+	if (parts && !json_is_null(parts)) {
+		if (!json_is_array(parts))
+			return respond_invalid(req, "parts", "array",
+					       "The parts must be an array."),
+			       -EINVAL;
+		size_t i;
+		json_t *p;
+		json_array_foreach(parts, i, p) {
+			json_t *etag = json_object_get(p, "etag");
+			json_t *num = json_object_get(p, "part_number");
+			char field[48], detail[96];
+			if (!json_is_string(etag)) {
+				snprintf(field, sizeof(field), "parts.%zu.etag", i);
+				snprintf(detail, sizeof(detail), "The %s field is required.", field);
+				return respond_invalid(req, field, "required", detail), -EINVAL;
+			}
+			if (!json_is_integer(num) || json_integer_value(num) < 1) {
+				snprintf(field, sizeof(field), "parts.%zu.part_number", i);
+				snprintf(detail, sizeof(detail),
+					 "The %s field must be a number from 1.", field);
+				return respond_invalid(req, field, "numeric", detail), -EINVAL;
+			}
+		}
+	}
+	/* A failure report carries "" and 0 (remote_client, Wings): nothing more to
+	 * check, and nothing of it is stored. */
+	if (!rep->successful)
+		return 0;
+
+	/* The panel treats an empty string as null (ConvertEmptyStringsToNull). */
+	const char *sum = json_string_value(checksum);
+	const char *type_s = json_string_value(type);
+	if (!sum || !*sum)
+		return respond_invalid(req, "checksum", "required_if",
+				       "The checksum field is required when successful is true."),
+		       -EINVAL;
+	if (!type_s || !*type_s)
+		return respond_invalid(req, "checksum_type", "required_if",
+				       "The checksum type field is required when successful is "
+				       "true."),
+		       -EINVAL;
+	if (!size || json_is_null(size))
+		return respond_invalid(req, "size", "required_if",
+				       "The size field is required when successful is true."),
+		       -EINVAL;
+	/* The panel stores "<type>:<checksum>" whatever the type; Amber keeps SHA-1 and
+	 * SHA-256 in columns of their own, so only those two types have a place. */
+	if (strcasecmp(type_s, "sha1") == 0 && is_hex(sum, 40))
+		rep->sha1 = sum;
+	else if (strcasecmp(type_s, "sha256") == 0 && is_hex(sum, 64))
+		rep->sha256 = sum;
+	else
+		return respond_invalid(req, "checksum", "checksum",
+				       "The checksum must be the hex digest of its checksum type "
+				       "(sha1 or sha256)."),
+		       -EINVAL;
+	rep->size = (int64_t)json_integer_value(size);
+	if (json_is_array(parts) && !(rep->parts = json_dumps(parts, JSON_COMPACT)))
+		return respond_internal(req, -ENOMEM);
+	return 0;
+}
+
+static void lower(char *s)
+{
+	for (; s && *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+static int h_status(struct http_request *req, void *userdata)
+{
+	struct panel_service *svc = userdata;
+	int64_t node_id;
+	int r = authenticate(svc, req, &node_id);
+	if (r < 0)
+		return r;
+	/* The panel validates the body (422) before it looks the backup up. */
+	json_t *j;
+	if ((r = read_json_body(req, &j)) < 0)
+		return r;
+	struct status_report rep;
+	struct store_backup *b = NULL;
+	struct store_server *s = NULL;
+	char *sha1 = NULL, *sha256 = NULL;
+	if ((r = parse_status_report(req, j, &rep)) < 0)
+		goto out;
+	if ((r = load_backup(svc, req, node_id, &b, &s)) < 0)
+		goto out;
+	/* Completing the S3 multipart upload (or aborting it on failure) is the other
+	 * half of the missing ABI methods noted in h_upload_urls; until then the node's
+	 * parts are kept in the row for it. */
+	sha1 = rep.sha1 ? strdup(rep.sha1) : NULL;
+	sha256 = rep.sha256 ? strdup(rep.sha256) : NULL;
+	if ((rep.sha1 && !sha1) || (rep.sha256 && !sha256)) {
+		r = respond_internal(req, -ENOMEM);
+		goto out;
+	}
+	lower(sha1);
+	lower(sha256);
+	r = store_backup_mark_completed(svc->store, b->uuid, rep.successful, sha1, sha256,
+					rep.size, rep.parts, (int64_t)time(NULL));
+	if (r == -EALREADY) {
+		r = respond_error(req, 400, "BadRequestHttpException",
+				  "Cannot update the status of a backup that is already marked as "
+				  "completed.");
+	} else if (r == -ENOENT) { /* deleted since load_backup */
+		r = respond_error(req, 404, "NotFoundHttpException", MSG_NOT_FOUND);
+	} else if (r < 0) {
+		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: storing the report: %s", b->uuid,
+			strerror(-r));
+		r = respond_internal(req, r);
+	} else {
+		log_msg(LOG_LEVEL_INFO, "backup %s of server %s %s (%" PRId64 " bytes)", b->uuid,
+			s->uuid, rep.successful ? "completed" : "failed", rep.size);
+		r = http_respond_empty(req, 204);
+	}
+out:
+	free(sha1);
+	free(sha256);
+	free(rep.parts);
+	json_decref(j);
+	store_backup_free(b);
+	store_server_free(s);
+	return r;
+}
+
+/* ---- POST /api/remote/backups/:uuid/restore ---- */
+
+static int h_restore(struct http_request *req, void *userdata)
+{
+	struct panel_service *svc = userdata;
+	int64_t node_id;
+	int r = authenticate(svc, req, &node_id);
+	if (r < 0)
+		return r;
+	json_t *j;
+	if ((r = read_json_body(req, &j)) < 0)
+		return r;
+	json_t *v = json_object_get(j, "successful");
+	int ok = v ? as_bool(v) : -1;
+	json_decref(j);
+	if (ok < 0)
+		return respond_invalid(req, "successful", v ? "boolean" : "required",
+				       v ? "The successful field must be true or false."
+					 : "The successful field is required."),
+		       -EINVAL;
+	struct store_backup *b;
+	struct store_server *s;
+	if ((r = load_backup(svc, req, node_id, &b, &s)) < 0)
+		return r;
+	/* Cleared whatever the outcome, as the panel does: a failed restore must not
+	 * leave the server locked in "restoring_backup". */
+	r = store_server_set_state(svc->store, s->uuid, NULL, NULL);
+	if (r == -ENOENT) {
+		r = respond_error(req, 404, "NotFoundHttpException", MSG_NOT_FOUND);
+	} else if (r < 0) {
+		log_msg(LOG_LEVEL_ERR, "remote api: server %s: clearing its state: %s", s->uuid,
+			strerror(-r));
+		r = respond_internal(req, r);
+	} else {
+		log_msg(LOG_LEVEL_INFO, "restore of backup %s into server %s %s", b->uuid, s->uuid,
+			ok ? "completed" : "failed");
+		r = http_respond_empty(req, 204);
+	}
+	store_backup_free(b);
+	store_server_free(s);
+	return r;
+}
+
+/* ---- POST /api/remote/servers/reset (§3.4) ---- */
+
+static int h_servers_reset(struct http_request *req, void *userdata)
+{
+	struct panel_service *svc = userdata;
+	int64_t node_id;
+	int r = authenticate(svc, req, &node_id);
+	if (r < 0)
+		return r;
+	/* A node that boots has no restore running: whatever state its servers were left
+	 * in by an interrupted one is stale. */
+	r = store_servers_reset_state(svc->store, node_id);
+	if (r < 0) {
+		log_msg(LOG_LEVEL_ERR, "remote api: resetting the servers of node %" PRId64 ": %s",
+			node_id, strerror(-r));
+		return respond_internal(req, r);
+	}
+	if (r > 0)
+		log_msg(LOG_LEVEL_NOTICE, "node %" PRId64 " booted: cleared the state of %d servers",
+			node_id, r);
+	return http_respond_empty(req, 204);
+}
+
+/* ---- lifetime ---- */
+
+int panel_service_new(const struct panel_service_config *cfg, struct panel_service **ret,
+		      char **ret_err)
+{
+	*ret = NULL;
+	if (ret_err)
+		*ret_err = NULL;
+	if (!cfg || !cfg->store) {
+		if (ret_err)
+			*ret_err = strdup("panel service: no store");
+		return -EINVAL;
+	}
+	struct panel_service *svc = calloc(1, sizeof(*svc));
+	if (!svc)
+		return -ENOMEM;
+	svc->store = cfg->store;
+	svc->instances = cfg->instances;
+	svc->part_size = cfg->part_size ? cfg->part_size : DEFAULT_PART_SIZE;
+	svc->presign_ttl_s = cfg->presign_ttl_s ? cfg->presign_ttl_s : DEFAULT_PRESIGN_TTL_S;
+	svc->stuck_after_s = cfg->stuck_after_s ? cfg->stuck_after_s : DEFAULT_STUCK_AFTER_S;
+	const struct http_route routes[N_ROUTES] = {
+		{ "GET", "/api/remote/backups/:uuid", h_upload_urls, svc },
+		{ "POST", "/api/remote/backups/:uuid", h_status, svc },
+		{ "POST", "/api/remote/backups/:uuid/restore", h_restore, svc },
+		{ "POST", "/api/remote/servers/reset", h_servers_reset, svc },
+	};
+	memcpy(svc->routes, routes, sizeof(routes));
+	*ret = svc;
+	return 0;
+}
+
+const struct http_route *panel_service_routes(struct panel_service *svc, size_t *ret_n)
+{
+	*ret_n = N_ROUTES;
+	return svc->routes;
+}
+
+int panel_service_sweep(struct panel_service *svc, int64_t now)
+{
+	int r = store_backups_fail_stuck(svc->store, svc->stuck_after_s, now);
+	if (r < 0)
+		log_msg(LOG_LEVEL_ERR, "panel: failing stuck backups: %s", strerror(-r));
+	else if (r > 0)
+		log_msg(LOG_LEVEL_NOTICE,
+			"panel: marked %d backups failed that ran for more than %u s", r,
+			svc->stuck_after_s);
+	return r;
+}
+
+void panel_service_free(struct panel_service *svc)
+{
+	free(svc);
+}

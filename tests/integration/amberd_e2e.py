@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+"""End to end against a running amberd, over real HTTP.
+
+amberd_e2e.py AMBERD AMBER ADAPTER_DIR SOURCE_DIR
+
+Starts amberd (node API + remote API in one process, the all-in-one default) with the
+wings adapter and a SQLite store, then plays the panel: registers a server with
+`amber server add`, records a backup as the client API will (a row in the store), and
+drives the node API exactly as a Pterodactyl panel does. Judges: sha1sum of the stored
+archive, the store read with sqlite3, PyJWT-minted download tokens, compare_trees.py.
+Prints one "ok"/"not ok" line per check and "amberd_e2e: N passed, M failed"."""
+import concurrent.futures
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import jwt
+import requests
+
+AMBERD, AMBER, ADAPTERS, SRC = sys.argv[1:5]
+results = {"passed": 0, "failed": 0}
+
+
+def check(ok, what, detail=""):
+    results["passed" if ok else "failed"] += 1
+    print(("ok - " if ok else "not ok - ") + what + ("" if ok or not detail else f": {detail}"),
+          flush=True)
+    return ok
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+work = tempfile.mkdtemp(prefix="amber-e2e-")
+port = free_port()
+base = f"http://127.0.0.1:{port}"
+token_id = secrets.token_hex(8)
+token = secrets.token_hex(32)
+server = str(uuid.uuid4())
+data_dir = f"{work}/volumes"
+store_dir = f"{work}/backups"
+db = f"{work}/amber.db"
+cfg = f"{work}/amber.toml"
+os.makedirs(f"{data_dir}/{server}")
+subprocess.run([sys.executable, f"{SRC}/scripts/make-demo-server.py", f"{data_dir}/{server}/"],
+               check=True)
+with open(f"{work}/token", "w") as f:
+    f.write(token + "\n")
+with open(cfg, "w") as f:
+    f.write(f"""log_level = "info"
+log_file = "{work}/amberd.log"
+[node]
+listen = "127.0.0.1:{port}"
+token_id = "{token_id}"
+token_file = "{work}/token"
+data_dir = "{data_dir}"
+state_dir = "{work}/state"
+panel_url = "{base}"
+[panel]
+database = "sqlite:{db}"
+[adapters.wings]
+path = "{store_dir}"
+""")
+
+proc = None
+
+
+def start():
+    global proc
+    proc = subprocess.Popen([AMBERD, "--config", cfg, "--adapter-dir", ADAPTERS])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+    return False
+
+
+def amber(*args):
+    return subprocess.run([AMBER, "--config", cfg, "--adapter-dir", ADAPTERS, *args],
+                          capture_output=True, text=True)
+
+
+def node_auth():
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+
+def record_backup(b):
+    """What the client API will do (issue 4): a running backup row in the store."""
+    con = sqlite3.connect(db, timeout=10)
+    with con:
+        con.execute("INSERT INTO backups (uuid, server_uuid, name, adapter, created_at) "
+                    "VALUES (?, ?, ?, 'wings', ?)", (b, server, f"e2e {b[:8]}", int(time.time())))
+    con.close()
+
+
+def backup_row(b):
+    con = sqlite3.connect(db, timeout=10)
+    con.row_factory = sqlite3.Row
+    r = con.execute("SELECT * FROM backups WHERE uuid = ?", (b,)).fetchone()
+    con.close()
+    return r
+
+
+def wait_row(b, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        r = backup_row(b)
+        if r and r["state"] != "running":
+            return r
+        time.sleep(0.1)
+    return backup_row(b)
+
+
+def wait_job(path, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        r = requests.get(base + path, headers=node_auth(), timeout=10)
+        if r.status_code == 200 and r.json().get("finished_at"):
+            return r.json()
+        time.sleep(0.1)
+    return None
+
+
+def sha1(path):
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download_token(b, unique=None, exp=None, key=None):
+    now = int(time.time())
+    claims = {"iss": base, "aud": [base], "jti": secrets.token_hex(16), "iat": now,
+              "nbf": now - 300, "exp": exp if exp is not None else now + 900,
+              "server_uuid": server, "backup_uuid": b,
+              "unique_id": unique or secrets.token_hex(8), "user_id": 1}
+    return jwt.encode(claims, key or token, algorithm="HS256", headers={"jti": claims["jti"]})
+
+
+try:
+    check(start(), "amberd starts and listens", open(f"{work}/amberd.log").read()[-2000:]
+          if os.path.exists(f"{work}/amberd.log") else "")
+    r = amber("server", "add", "--uuid", server, "--node", "local")
+    check(r.returncode == 0, "amber server add registers the server", r.stderr)
+
+    # Auth, as Wings answers it.
+    b1 = str(uuid.uuid4())
+    r = requests.post(f"{base}/api/servers/{server}/backup", json={"adapter": "wings", "uuid": b1})
+    check(r.status_code == 401 and "error" in r.json() and r.headers.get("X-Request-Id"),
+          "node API without a token: 401 JSON with X-Request-Id", r.text)
+    r = requests.post(f"{base}/api/servers/{server}/backup", json={"adapter": "wings", "uuid": b1},
+                      headers={"Authorization": "Bearer wrong"})
+    check(r.status_code == 403, "node API with a wrong token: 403", r.text)
+    r = requests.post(f"{base}/api/servers/{server}/backup", json={"adapter": "wings", "uuid": "x"},
+                      headers=node_auth())
+    check(r.status_code == 400, "a backup uuid that is not a UUID: 400", r.text)
+    r = requests.post(f"{base}/api/servers/{server}/backup", json={"adapter": "s4", "uuid": b1},
+                      headers=node_auth())
+    check(r.status_code == 400 and "wings" in r.text, "an unknown adapter: 400 naming wings", r.text)
+    r = requests.post(f"{base}/api/servers/{uuid.uuid4()}/backup",
+                      json={"adapter": "wings", "uuid": b1}, headers=node_auth())
+    check(r.status_code == 404, "an unknown server: 404", r.text)
+    r = requests.post(f"{base}/api/servers/{server}/backup", data="{", headers={
+        **node_auth(), "Content-Type": "application/json"})
+    check(r.status_code == 400, "malformed JSON: 400", r.text)
+
+    # Create, as the panel does it; the node reports back through the remote API.
+    record_backup(b1)
+    r = requests.post(f"{base}/api/servers/{server}/backup",
+                      json={"adapter": "wings", "uuid": b1, "ignore": "*.log\ncrash-reports/"},
+                      headers=node_auth())
+    check(r.status_code == 202, "create: 202", r.text)
+    job = wait_job(f"/api/servers/{server}/backup/{b1}")
+    check(job is not None and job.get("successful") is True, "the backup job finishes", str(job))
+    row = wait_row(b1)
+    archive = f"{store_dir}/{b1}.tar.gz"
+    check(row is not None and row["state"] == "completed" and os.path.exists(archive)
+          and row["checksum"] is not None and row["checksum"].split(":")[-1] == sha1(archive)
+          and row["bytes"] == os.path.getsize(archive),
+          "the store shows the backup completed with sha1sum and size of the stored file",
+          str(dict(row) if row else None))
+    r = subprocess.run(["tar", "-tzf", archive], capture_output=True, text=True)
+    check(r.returncode == 0 and ".log" not in r.stdout and "server.properties" in r.stdout,
+          "GNU tar reads it; ignored files are absent")
+
+    # The remote API refuses what the panel refuses.
+    rauth = {"Authorization": f"Bearer {token_id}.{token}", "Accept": "application/json"}
+    r = requests.post(f"{base}/api/remote/backups/{b1}",
+                      json={"successful": True, "checksum": "0" * 40, "checksum_type": "sha1",
+                            "size": 1, "parts": None}, headers=rauth)
+    check(r.status_code == 400 and "errors" in r.json(),
+          "remote API: a second report for a completed backup is 400", r.text)
+    r = requests.post(f"{base}/api/remote/backups/{b1}", json={"successful": False})
+    check(r.status_code == 401, "remote API without a token: 401", r.text)
+    r = requests.post(f"{base}/api/remote/backups/{b1}", json={"successful": False},
+                      headers={"Authorization": "Bearer nodot"})
+    check(r.status_code == 400, "remote API with a malformed token: 400", r.text)
+    r = requests.post(f"{base}/api/remote/backups/{b1}", json={"successful": False},
+                      headers={"Authorization": f"Bearer {token_id}.wrong"})
+    check(r.status_code == 403, "remote API with a wrong token: 403", r.text)
+    r = requests.post(f"{base}/api/remote/backups/{uuid.uuid4()}", json={"successful": False},
+                      headers=rauth)
+    check(r.status_code == 404, "remote API for an unknown backup: 404", r.text)
+
+    # Signed download.
+    tok = download_token(b1)
+    r = requests.get(f"{base}/download/backup", params={"token": tok})
+    check(r.status_code == 200 and hashlib.sha1(r.content).hexdigest() == sha1(archive),
+          "signed download streams the stored bytes", str(r.status_code))
+    r = requests.get(f"{base}/download/backup", params={"token": tok})
+    check(r.status_code == 404, "a replayed download token: 404", r.text)
+    r = requests.get(f"{base}/download/backup",
+                     params={"token": download_token(b1, exp=int(time.time()) - 60)})
+    check(r.status_code == 401, "an expired download token: 401", r.text)
+    r = requests.get(f"{base}/download/backup", params={"token": download_token(b1, key="forged")})
+    check(r.status_code == 403, "a forged download token: 403", r.text)
+    r = requests.get(f"{base}/download/backup", params={"token": download_token(b1)},
+                     headers={"Range": "bytes=0-99"})
+    check(r.status_code == 206 and len(r.content) == 100, "a Range download: 206", str(r.status_code))
+
+    # Restore with truncate: the stray file goes, the backup comes back.
+    with open(f"{data_dir}/{server}/stray.txt", "w") as f:
+        f.write("not in the backup")
+    r = requests.post(f"{base}/api/servers/{server}/backup/{b1}/restore",
+                      json={"adapter": "wings", "truncate_directory": True, "download_url": ""},
+                      headers=node_auth())
+    check(r.status_code == 202, "restore: 202", r.text)
+    job = wait_job(f"/api/servers/{server}/backup/{b1}")
+    check(job is not None and job.get("kind") == "restore" and job.get("successful") is True,
+          "the restore job finishes", str(job))
+    check(not os.path.exists(f"{data_dir}/{server}/stray.txt")
+          and os.path.exists(f"{data_dir}/{server}/server.properties"),
+          "truncate removed the stray file and the backup is back")
+
+    # Concurrency: a second job for the same server is 409, and a burst of requests
+    # from other clients is answered while backups run.
+    b2 = str(uuid.uuid4())
+    record_backup(b2)
+    with open(f"{data_dir}/{server}/big.bin", "wb") as f:
+        f.write(os.urandom(96 << 20))
+    r1 = requests.post(f"{base}/api/servers/{server}/backup",
+                       json={"adapter": "wings", "uuid": b2}, headers=node_auth())
+    r2 = requests.post(f"{base}/api/servers/{server}/backup",
+                       json={"adapter": "wings", "uuid": str(uuid.uuid4())}, headers=node_auth())
+    check(r1.status_code == 202 and r2.status_code == 409,
+          "a second backup of a busy server: 409", f"{r1.status_code} {r2.status_code} {r2.text}")
+
+    def poke(i):
+        return requests.get(f"{base}/api/servers/{server}/backup/{b2}", headers=node_auth(),
+                            timeout=30).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        codes = list(ex.map(poke, range(400)))
+    check(all(c == 200 for c in codes), "400 concurrent status requests during a backup: all 200",
+          str({c: codes.count(c) for c in set(codes)}))
+    row = wait_row(b2)
+    check(row is not None and row["state"] == "completed", "the busy backup completes", str(row))
+
+    # Delete.
+    r = requests.delete(f"{base}/api/servers/{server}/backup/{b1}", headers=node_auth())
+    check(r.status_code == 204 and not os.path.exists(archive), "delete: 204, file gone", r.text)
+    r = requests.delete(f"{base}/api/servers/{server}/backup/{b1}", headers=node_auth())
+    check(r.status_code == 404, "delete again: 404", r.text)
+
+    # SIGTERM drains: the running backup finishes and is reported before exit.
+    b3 = str(uuid.uuid4())
+    record_backup(b3)
+    r = requests.post(f"{base}/api/servers/{server}/backup",
+                      json={"adapter": "wings", "uuid": b3}, headers=node_auth())
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+    row = backup_row(b3)
+    check(r.status_code == 202 and rc == 0 and row["state"] == "completed",
+          "SIGTERM: the running backup finishes and is reported, exit 0",
+          f"{r.status_code} rc={rc} {dict(row)}")
+
+    # SIGKILL mid-backup: after a restart the backup ends failed, nothing partial stays
+    # under a final name, and the panel side knows.
+    check(start(), "amberd starts again")
+    b4 = str(uuid.uuid4())
+    record_backup(b4)
+    r = requests.post(f"{base}/api/servers/{server}/backup",
+                      json={"adapter": "wings", "uuid": b4}, headers=node_auth())
+    time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    check(not os.path.exists(f"{store_dir}/{b4}.tar.gz") or backup_row(b4)["state"] == "completed",
+          "SIGKILL: no partial archive under the final name")
+    check(start(), "amberd starts after SIGKILL")
+    row = wait_row(b4, timeout=30)
+    check(row is not None and row["state"] in ("failed", "completed"),
+          "the killed backup is reported (failed) after the restart", str(dict(row) if row else None))
+finally:
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if results["failed"] and os.path.exists(f"{work}/amberd.log"):
+        print("--- amberd.log (tail)")
+        print(open(f"{work}/amberd.log").read()[-4000:])
+    subprocess.run(["rm", "-rf", work])
+
+print(f"amberd_e2e: {results['passed']} passed, {results['failed']} failed")
+sys.exit(1 if results["failed"] else 0)
