@@ -21,6 +21,7 @@
 /* Paths deeper than this cannot match any route; bounding it bounds the work per request. */
 #define MAX_SEGMENTS 32
 #define MAX_PARAMS 8
+#define MAX_EXTRA_HEADERS 4
 #define MAX_QUERY 32
 #define REQUEST_ID_MAX 64
 #define DISCARD_SLACK (64 * 1024)
@@ -82,6 +83,11 @@ struct http_request {
 	bool is_head;
 	unsigned status;
 	uint64_t bytes;
+	struct {
+		char name[32];
+		char value[128];
+	} extra[MAX_EXTRA_HEADERS]; /* set by the handler for its response */
+	size_t n_extra;
 };
 
 static const char msg_not_found[] = "The requested resource does not exist on this instance.";
@@ -340,6 +346,8 @@ static int respond(struct http_request *req, unsigned status, struct MHD_Respons
 		return -EALREADY;
 	}
 	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	for (size_t i = 0; i < req->n_extra; i++)
+		MHD_add_response_header(resp, req->extra[i].name, req->extra[i].value);
 	enum MHD_Result ok = MHD_queue_response(req->conn, status, resp);
 	MHD_destroy_response(resp);
 	if (ok != MHD_YES)
@@ -347,6 +355,17 @@ static int respond(struct http_request *req, unsigned status, struct MHD_Respons
 	req->responded = true;
 	req->status = status;
 	req->bytes = req->is_head ? 0 : bytes;
+	return 0;
+}
+
+int http_response_header(struct http_request *req, const char *name, const char *value)
+{
+	if (req->n_extra == MAX_EXTRA_HEADERS || strlen(name) >= sizeof(req->extra[0].name) ||
+	    strlen(value) >= sizeof(req->extra[0].value) || strpbrk(value, "\r\n"))
+		return -EINVAL;
+	snprintf(req->extra[req->n_extra].name, sizeof(req->extra[0].name), "%s", name);
+	snprintf(req->extra[req->n_extra].value, sizeof(req->extra[0].value), "%s", value);
+	req->n_extra++;
 	return 0;
 }
 
@@ -559,7 +578,9 @@ int http_require_json(struct http_request *req, json_t **ret)
 	*ret = NULL;
 	const char *ct = http_request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (!ct || !content_type_is_json(ct)) {
-		http_respond_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+		/* 400 as for every other unusable body: a panel or script reads one status
+		 * for "fix your request". */
+		http_respond_error(req, MHD_HTTP_BAD_REQUEST,
 				   "The request body must be sent as application/json.");
 		return -EPROTO;
 	}

@@ -110,6 +110,9 @@ const char *http_request_id(const struct http_request *req);
 /* Responses. Each returns 0, or a negative errno (-EALREADY when the request already has
  * a response, -ENOMEM); the resources handed over (json ref, fd) are released either way.
  * Every response carries X-Request-Id. */
+/* Adds a header to the response the handler is about to send (at most 4; name < 32 and
+ * value < 128 bytes, no line breaks). 0 or -EINVAL. */
+int http_response_header(struct http_request *req, const char *name, const char *value);
 int http_respond_json(struct http_request *req, unsigned status, json_t *body);
 /* {"error":"message"}; 5xx bodies also carry "request_id", as Wings' captured errors. */
 int http_respond_error(struct http_request *req, unsigned status, const char *message);

@@ -101,8 +101,7 @@ static int authenticate(struct panel_service *svc, struct http_request *req,
 			tok++;
 	}
 	if (!tok || !*tok) {
-		/* The panel also sends WWW-Authenticate: Bearer; the http layer cannot add
-		 * headers yet, and Wings does not read it. */
+		http_response_header(req, "WWW-Authenticate", "Bearer");
 		respond_error(req, 401, "HttpException",
 			      "Access to this endpoint must include an Authorization header.");
 		return -EACCES;

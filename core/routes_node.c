@@ -58,6 +58,7 @@ static int check_auth(struct node_service *svc, struct http_request *req)
 	const char *h = http_request_header(req, "Authorization");
 	const char *sp = h ? strchr(h, ' ') : NULL;
 	if (!sp || sp - h != 6 || strncmp(h, "Bearer", 6) != 0) {
+		http_response_header(req, "WWW-Authenticate", "Bearer");
 		http_respond_error(req, 401, MSG_NO_AUTH);
 		return -EACCES;
 	}

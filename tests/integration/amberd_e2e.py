@@ -163,8 +163,9 @@ try:
     # Auth, as Wings answers it.
     b1 = str(uuid.uuid4())
     r = requests.post(f"{base}/api/servers/{server}/backup", json={"adapter": "wings", "uuid": b1})
-    check(r.status_code == 401 and "error" in r.json() and r.headers.get("X-Request-Id"),
-          "node API without a token: 401 JSON with X-Request-Id", r.text)
+    check(r.status_code == 401 and "error" in r.json() and r.headers.get("X-Request-Id")
+          and r.headers.get("WWW-Authenticate") == "Bearer",
+          "node API without a token: 401 JSON with X-Request-Id and WWW-Authenticate", r.text)
     r = requests.post(f"{base}/api/servers/{server}/backup", json={"adapter": "wings", "uuid": b1},
                       headers={"Authorization": "Bearer wrong"})
     check(r.status_code == 403, "node API with a wrong token: 403", r.text)
@@ -208,7 +209,9 @@ try:
     check(r.status_code == 400 and "errors" in r.json(),
           "remote API: a second report for a completed backup is 400", r.text)
     r = requests.post(f"{base}/api/remote/backups/{b1}", json={"successful": False})
-    check(r.status_code == 401, "remote API without a token: 401", r.text)
+    check(r.status_code == 401 and r.json()["errors"][0]["code"] == "HttpException"
+          and r.headers.get("WWW-Authenticate") == "Bearer", "remote API without a token: 401",
+          r.text)
     r = requests.post(f"{base}/api/remote/backups/{b1}", json={"successful": False},
                       headers={"Authorization": "Bearer nodot"})
     check(r.status_code == 400, "remote API with a malformed token: 400", r.text)

@@ -364,7 +364,7 @@ START_TEST(auth_and_validation)
 	       "configured: wings, mem");
 	expect(&f, "POST", create, BEARER, JSON, "{\"uuid\":\"" BACKUP1 "\"}", 400, "wings");
 	expect(&f, "POST", create, BEARER, JSON, "{\"adapter\":", 400, NULL);
-	expect(&f, "POST", create, BEARER, "text/plain", ok, 415, NULL);
+	expect(&f, "POST", create, BEARER, "text/plain", ok, 400, NULL);
 	expect(&f, "POST", create, BEARER, JSON, "", 400, NULL);
 	expect(&f, "POST", create, BEARER, JSON, "[1]", 400, "JSON object");
 	expect(&f, "POST", create, BEARER, JSON,
