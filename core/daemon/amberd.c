@@ -3,7 +3,11 @@
  * so no handler ever runs inside library code. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +37,7 @@ struct daemon {
 	struct panel_service *panel;
 	struct http_server *http;
 	struct http_route *routes;
+	char *gen_token_id, *gen_token; /* generated credentials, when none are configured */
 };
 
 static void daemon_close(struct daemon *d)
@@ -45,6 +50,10 @@ static void daemon_close(struct daemon *d)
 	adapter_registry_free(d->reg);
 	config_free(d->cfg);
 	free(d->routes);
+	free(d->gen_token_id);
+	if (d->gen_token)
+		explicit_bzero(d->gen_token, strlen(d->gen_token));
+	free(d->gen_token);
 }
 
 static const char *cfg_str(const amber_config *c, const char *name)
@@ -52,6 +61,90 @@ static const char *cfg_str(const amber_config *c, const char *name)
 	const char *v = NULL;
 	adapter_config_get_string(c, name, &v);
 	return v;
+}
+
+/* mkdir -p, 0755 for the parents and 0700 for the last component. */
+static int make_dirs(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	int r = 0;
+	for (char *s = p + 1; r == 0; s++) {
+		bool last = *s == 0;
+		if (*s != '/' && !last)
+			continue;
+		*s = 0;
+		if (mkdir(p, last ? 0700 : 0755) < 0 && errno != EEXIST)
+			r = -errno;
+		if (last)
+			break;
+		*s = '/';
+	}
+	free(p);
+	return r;
+}
+
+/* The node's credentials when the configuration gives none (the built-in default):
+ * made once, kept in <state_dir>/node.credentials (0600) as "token_id\ntoken\n". */
+static int default_credentials(const char *state_dir, char **ret_id, char **ret_token,
+			       char **ret_err)
+{
+	char *path = NULL;
+	if (asprintf(&path, "%s/node.credentials", state_dir) < 0)
+		return -ENOMEM;
+	char buf[256] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT) {
+		uint8_t raw[40];
+		if (getrandom(raw, sizeof(raw), 0) != sizeof(raw)) {
+			free(path);
+			return -EIO;
+		}
+		char *p = buf;
+		for (size_t i = 0; i < sizeof(raw); i++)
+			p += sprintf(p, "%02x%s", raw[i], i == 7 ? "\n" : "");
+		strcat(p, "\n");
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || write(fd, buf, strlen(buf)) != (ssize_t)strlen(buf) || fsync(fd) < 0) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			*ret_err = NULL;
+			if (asprintf(ret_err, "%s: %s", path, strerror(e)) < 0)
+				*ret_err = NULL;
+			free(path);
+			return -e;
+		}
+		close(fd);
+		log_msg(LOG_LEVEL_NOTICE, "no [node] token configured: generated credentials in %s",
+			path);
+	} else if (fd >= 0) {
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = 0;
+	} else {
+		int e = errno;
+		if (asprintf(ret_err, "%s: %s", path, strerror(e)) < 0)
+			*ret_err = NULL;
+		free(path);
+		return -e;
+	}
+	char *nl = strchr(buf, '\n');
+	char *tok = nl ? nl + 1 : NULL;
+	if (!nl || !*tok) {
+		if (asprintf(ret_err, "%s: expected a token id line and a token line", path) < 0)
+			*ret_err = NULL;
+		free(path);
+		return -EINVAL;
+	}
+	*nl = 0;
+	tok[strcspn(tok, "\n")] = 0;
+	*ret_id = strdup(buf);
+	*ret_token = strdup(tok);
+	explicit_bzero(buf, sizeof(buf));
+	free(path);
+	return *ret_id && *ret_token ? 0 : -ENOMEM;
 }
 
 static void access_log(const struct http_access_entry *e, void *data)
@@ -113,6 +206,29 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 
 	const amber_config *node = d->cfg->node, *panel = d->cfg->panel;
 	const char *db = cfg_str(panel, "database");
+	const char *state_dir = cfg_str(node, "state_dir");
+	/* A fresh machine has none of the directories the defaults name. */
+	const char *dirs[] = { state_dir, cfg_str(node, "data_dir") };
+	for (size_t i = 0; i < 2; i++) {
+		r = make_dirs(dirs[i]);
+		if (r < 0) {
+			if (asprintf(&err, "%s: %s", dirs[i], strerror(-r)) < 0)
+				err = NULL;
+			goto fail;
+		}
+	}
+	const char *db_path = strncmp(db, "sqlite:", 7) == 0 ? db + 7 : db;
+	const char *slash = strrchr(db_path, '/');
+	if (slash && slash != db_path && strcmp(db_path, ":memory:") != 0) {
+		char *parent = strndup(db_path, (size_t)(slash - db_path));
+		r = parent ? make_dirs(parent) : -ENOMEM;
+		free(parent);
+		if (r < 0) {
+			if (asprintf(&err, "database directory of %s: %s", db, strerror(-r)) < 0)
+				err = NULL;
+			goto fail;
+		}
+	}
 	r = store_open(db, &d->store);
 	if (r < 0) {
 		if (asprintf(&err, "panel database %s: %s", db, strerror(-r)) < 0)
@@ -120,13 +236,20 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 		goto fail;
 	}
 	const char *token_id = cfg_str(node, "token_id"), *token = cfg_str(node, "token");
-	if (!token_id || !token) {
+	if (!token_id != !token) {
 		r = -EINVAL;
-		if (asprintf(&err, "%s: [node] needs token_id and token (or token_file): the "
-				   "panel and the node authenticate each other with them",
+		if (asprintf(&err, "%s: [node] needs both token_id and token (or token_file), or "
+				   "neither to have them generated",
 			     d->cfg->file) < 0)
 			err = NULL;
 		goto fail;
+	}
+	if (!token_id) {
+		r = default_credentials(state_dir, &d->gen_token_id, &d->gen_token, &err);
+		if (r < 0)
+			goto fail;
+		token_id = d->gen_token_id;
+		token = d->gen_token;
 	}
 	/* All-in-one: the panel side must know this node's credentials. */
 	int64_t node_id;
