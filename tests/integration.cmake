@@ -5,3 +5,13 @@ add_test(NAME amberd_e2e
                  $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
                  ${CMAKE_SOURCE_DIR})
 set_tests_properties(amberd_e2e PROPERTIES ENVIRONMENT "${AMBER_TEST_ENV}" TIMEOUT 600)
+
+find_program(AMBER_VALGRIND_E2E valgrind)
+if(AMBER_VALGRIND_E2E AND NOT AMBER_SANITIZE)
+  add_test(NAME amberd_valgrind
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/amberd_e2e.py
+                   $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
+                   ${CMAKE_SOURCE_DIR})
+  set_tests_properties(amberd_valgrind PROPERTIES
+    ENVIRONMENT "${AMBER_TEST_ENV};AMBER_E2E_VALGRIND=1" TIMEOUT 900)
+endif()
