@@ -19,8 +19,9 @@
 
 /* The descriptor's size in ABI 1.0: anything smaller was not built against a 1.x
  * header. Frozen: later minors only grow the struct past this point. */
-#define ADAPTER_DESC_SIZE_1_0 \
-	(offsetof(amber_adapter, list) + sizeof(((amber_adapter *)0)->list))
+#define ADAPTER_DESC_SIZE_1_0                                 \
+	(offsetof(amber_adapter, multipart_abort) +           \
+	 sizeof(((amber_adapter *)0)->multipart_abort))
 
 int adapter_registry_new(struct adapter_registry **ret)
 {
@@ -231,9 +232,15 @@ int adapter_registry_load_file(struct adapter_registry *reg, const char *path, c
 			   c->name, adapter_registry_find(reg, c->name)->path);
 	else if ((missing = missing_required_method(c)))
 		r = refuse(reg, path, ret_err, "required method %s is missing", missing);
-	else if ((c->caps & (AMBER_CAP_PRESIGN_GET | AMBER_CAP_PRESIGN_PUT)) && !c->presign)
+	else if ((c->caps & AMBER_CAP_PRESIGN_GET) && !c->presign)
 		r = refuse(reg, path, ret_err, "claims a presign capability without a presign "
 					       "method");
+	else if ((c->caps & AMBER_CAP_MULTIPART) &&
+		 (!c->multipart_create || !c->presign_part || !c->multipart_complete ||
+		  !c->multipart_abort))
+		r = refuse(reg, path, ret_err, "claims the multipart capability without all of "
+					       "multipart_create, presign_part, "
+					       "multipart_complete and multipart_abort");
 	else if (adapter_config_schema_check(c->config, &schema_err) < 0)
 		r = refuse(reg, path, ret_err, "bad config schema: %s",
 			   schema_err ? schema_err : "?");

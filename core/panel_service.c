@@ -226,14 +226,29 @@ static bool is_hex(const char *s, size_t len)
 
 /* ---- GET /api/remote/backups/:uuid?size=N ---- */
 
+/* The ABI promises adapters that their calls never run on the HTTP server's threads
+ * (THREADING rule 5): adapter work of a request runs on a thread of its own, joined. */
+static int off_http_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+	int pe = pthread_create(&t, NULL, fn, arg);
+	if (pe != 0)
+		return -pe;
+	pthread_join(t, NULL);
+	return 0;
+}
+
 struct presign_job {
 	struct instance *in;
 	const char *key;
 	const char *backup_uuid;
+	const char *upload_id;	/* the backup's open upload, or NULL to create one */
 	uint64_t n_parts;
+	uint64_t size;
 	unsigned ttl_s;
+	struct amber_buf new_upload_id; /* out: set when one was created */
 	json_t *urls;		/* out */
-	uint64_t failed_part;	/* out, on failure */
+	uint64_t failed_part;	/* out, on failure (0: creating the upload) */
 	int rc;			/* out: 0 or a negative errno */
 	struct amber_ctx ctx;	/* out: the adapter's message on failure */
 };
@@ -246,10 +261,23 @@ static void *presign_thread(void *opaque)
 	struct amber_buf url = { 0 };
 	j->rc = 0;
 	instance_lock(in);
+	const char *upload_id = j->upload_id;
+	if (!upload_id) {
+		amber_object_info hint = { .struct_size = sizeof(hint), .size = j->size,
+					   .content_type = "application/x-gzip" };
+		int code = in->ops->multipart_create(in->handle, &j->ctx, j->key, &hint,
+						     &j->new_upload_id);
+		if (code == 0 && !j->new_upload_id.len)
+			code = host_ctx_set_error(&j->ctx, AMBER_EIO, "the adapter returned an "
+								    "empty upload id");
+		if (code != 0)
+			j->rc = host_code_to_errno(code);
+		upload_id = j->new_upload_id.data;
+	}
 	for (uint64_t part = 1; part <= j->n_parts && j->rc == 0; part++) {
 		uint64_t expires = 0;
-		int code = in->ops->presign(in->handle, &j->ctx, j->key, AMBER_PRESIGN_PUT_PART,
-					    (uint32_t)part, j->ttl_s, &url, &expires);
+		int code = in->ops->presign_part(in->handle, &j->ctx, j->key, upload_id,
+						 (uint32_t)part, j->ttl_s, &url, &expires);
 		if (code == 0 && (!url.data || !url.len))
 			code = host_ctx_set_error(&j->ctx, AMBER_EIO, "the adapter returned an "
 								    "empty URL");
@@ -310,7 +338,7 @@ static int h_upload_urls(struct http_request *req, void *userdata)
 	 * instance the backup was created with, so switching the default while a backup
 	 * runs does not break it (protocol §8.8). */
 	struct instance *in = svc->instances ? instance_set_find(svc->instances, b->adapter) : NULL;
-	if (!in || !(in->ops->caps & AMBER_CAP_PRESIGN_PUT) || !in->ops->presign) {
+	if (!in || !(in->ops->caps & AMBER_CAP_MULTIPART)) {
 		char detail[320];
 		snprintf(detail, sizeof(detail),
 			 "The configured backup adapter is not an S3 compatible adapter: "
@@ -337,36 +365,45 @@ static int h_upload_urls(struct http_request *req, void *userdata)
 		r = respond_internal(req, r);
 		goto out;
 	}
-	/* Multipart uploads: the reference panel opens one here (CreateMultipartUpload)
-	 * and stores its UploadId, then completes or aborts it on the status report. ABI
-	 * 1.0 has no method for either, so no upload id is recorded yet; that belongs to
-	 * the S3 adapter's issue (with store_backup_set_upload_id here). */
-	struct presign_job job = { .in = in, .key = key, .backup_uuid = b->uuid, .n_parts = n,
+	/* As the reference panel: the first request opens the multipart upload and keeps
+	 * its id with the backup; a node asking again (a retried backup) gets URLs for the
+	 * same upload. */
+	struct presign_job job = { .in = in, .key = key, .backup_uuid = b->uuid,
+				   .upload_id = b->upload_id, .n_parts = n, .size = size,
 				   .ttl_s = svc->presign_ttl_s, .urls = json_array() };
 	if (!job.urls) {
 		r = respond_internal(req, -ENOMEM);
 		goto out;
 	}
-	/* The ABI promises adapters that their calls never run on the HTTP server's
-	 * threads (THREADING rule 5), so the signing runs on a thread of its own. */
-	pthread_t t;
-	int pe = pthread_create(&t, NULL, presign_thread, &job);
-	if (pe != 0) {
-		json_decref(job.urls);
-		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: starting a thread: %s", b->uuid,
-			strerror(pe));
-		r = respond_internal(req, -pe);
-		goto out;
+	int pe = off_http_thread(presign_thread, &job);
+	if (pe == 0 && job.rc == 0 && job.new_upload_id.len) {
+		job.rc = store_backup_set_upload_id(svc->store, b->uuid, job.new_upload_id.data);
+		if (job.rc < 0) {
+			/* Nobody could ever complete it: give the store its space back. */
+			struct amber_ctx actx;
+			host_ctx_init(&actx, in->ops->name, in->name, "multipart_abort", b->uuid);
+			instance_lock(in);
+			in->ops->multipart_abort(in->handle, &actx, key, job.new_upload_id.data);
+			instance_unlock(in);
+			snprintf(job.ctx.message, sizeof(job.ctx.message), "recording the upload id: %s",
+				 strerror(-job.rc));
+		}
 	}
-	pthread_join(t, NULL);
-	if (job.rc < 0) {
+	amber_buf_clear(&job.new_upload_id);
+	if (pe != 0 || job.rc < 0) {
 		json_decref(job.urls);
-		log_msg(LOG_LEVEL_ERR,
-			"remote api: backup %s: instance %s could not presign part %" PRIu64
-			": %s",
-			b->uuid, in->name, job.failed_part,
-			job.ctx.message[0] ? job.ctx.message : strerror(-job.rc));
-		r = respond_internal(req, job.rc);
+		int e = pe != 0 ? pe : job.rc;
+		if (job.failed_part)
+			log_msg(LOG_LEVEL_ERR,
+				"remote api: backup %s: instance %s could not presign part %" PRIu64
+				": %s",
+				b->uuid, in->name, job.failed_part,
+				job.ctx.message[0] ? job.ctx.message : strerror(-e));
+		else
+			log_msg(LOG_LEVEL_ERR,
+				"remote api: backup %s: instance %s could not open the upload: %s",
+				b->uuid, in->name, job.ctx.message[0] ? job.ctx.message : strerror(-e));
+		r = respond_internal(req, e);
 		goto out;
 	}
 	json_t *body = json_pack("{s:o, s:I}", "parts", job.urls, "part_size",
@@ -488,6 +525,92 @@ static void lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
+struct finish_job {
+	struct instance *in;
+	const char *key, *upload_id, *backup_uuid;
+	bool successful;
+	json_t *parts; /* array of {etag, part_number}, or NULL: all the store holds */
+	int rc;
+	struct amber_ctx ctx;
+};
+
+static void *finish_thread(void *opaque)
+{
+	struct finish_job *j = opaque;
+	struct instance *in = j->in;
+	host_ctx_init(&j->ctx, in->ops->name, in->name,
+		      j->successful ? "multipart_complete" : "multipart_abort", j->backup_uuid);
+	size_t n = json_array_size(j->parts);
+	amber_part *parts = calloc(n ? n : 1, sizeof(*parts));
+	const amber_part **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	if (!parts || !ptrs) {
+		free(parts);
+		free(ptrs);
+		j->rc = -ENOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *p = json_array_get(j->parts, i);
+		parts[i] = (amber_part){ .struct_size = sizeof(amber_part),
+					 .number = (uint32_t)json_integer_value(
+						 json_object_get(p, "part_number")),
+					 .etag = json_string_value(json_object_get(p, "etag")) };
+		ptrs[i] = &parts[i];
+	}
+	instance_lock(in);
+	int code = j->successful ? in->ops->multipart_complete(in->handle, &j->ctx, j->key,
+							       j->upload_id, ptrs, n)
+				 : in->ops->multipart_abort(in->handle, &j->ctx, j->key,
+							    j->upload_id);
+	instance_unlock(in);
+	/* An upload the store no longer knows cannot be aborted twice. */
+	if (!j->successful && code == AMBER_ENOTFOUND)
+		code = 0;
+	j->rc = host_code_to_errno(code);
+	free(parts);
+	free(ptrs);
+	return NULL;
+}
+
+/* Completes or aborts the backup's multipart upload, as the report says. 0 when there
+ * is nothing to do or it worked; otherwise it has answered (400 or 500). */
+static int finish_upload(struct panel_service *svc, struct http_request *req,
+			 const struct store_backup *b, const struct store_server *s,
+			 const struct status_report *rep)
+{
+	struct instance *in = svc->instances ? instance_set_find(svc->instances, b->adapter) : NULL;
+	if (!in || !(in->ops->caps & AMBER_CAP_MULTIPART))
+		return 0; /* a store the node wrote itself (wings): nothing to finish */
+	if (!b->upload_id) {
+		if (!rep->successful)
+			return 0;
+		return respond_error(req, 400, "BadRequestHttpException",
+				     "Cannot complete backup request: no upload_id present on "
+				     "model."),
+		       -EINVAL;
+	}
+	char key[128];
+	int r = backup_key(s->uuid, b->uuid, key, sizeof(key));
+	if (r < 0)
+		return respond_internal(req, r), r;
+	struct finish_job j = { .in = in, .key = key, .upload_id = b->upload_id,
+				.backup_uuid = b->uuid, .successful = rep->successful };
+	if (rep->successful && rep->parts)
+		j.parts = json_loads(rep->parts, 0, NULL);
+	int pe = off_http_thread(finish_thread, &j);
+	json_decref(j.parts);
+	r = pe != 0 ? -pe : j.rc;
+	if (r < 0) {
+		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: %s the upload on instance %s: %s",
+			b->uuid, rep->successful ? "completing" : "aborting", in->name,
+			j.ctx.message[0] ? j.ctx.message : strerror(-r));
+		return respond_internal(req, r), r;
+	}
+	log_msg(LOG_LEVEL_INFO, "backup %s: upload %s on instance %s", b->uuid,
+		rep->successful ? "completed" : "aborted", in->name);
+	return 0;
+}
+
 static int h_status(struct http_request *req, void *userdata)
 {
 	struct panel_service *svc = userdata;
@@ -507,9 +630,16 @@ static int h_status(struct http_request *req, void *userdata)
 		goto out;
 	if ((r = load_backup(svc, req, node_id, &b, &s)) < 0)
 		goto out;
-	/* Completing the S3 multipart upload (or aborting it on failure) is the other
-	 * half of the missing ABI methods noted in h_upload_urls; until then the node's
-	 * parts are kept in the row for it. */
+	if (b->state == STORE_BACKUP_COMPLETED) {
+		r = respond_error(req, 400, "BadRequestHttpException",
+				  "Cannot update the status of a backup that is already marked as "
+				  "completed.");
+		goto out;
+	}
+	/* A multipart upload is completed (or aborted) before the result is recorded: if
+	 * the store fails, the node gets a 500 and retries, as with the reference panel. */
+	if ((r = finish_upload(svc, req, b, s, &rep)) < 0)
+		goto out;
 	sha1 = rep.sha1 ? strdup(rep.sha1) : NULL;
 	sha256 = rep.sha256 ? strdup(rep.sha256) : NULL;
 	if ((rep.sha1 && !sha1) || (rep.sha256 && !sha256)) {

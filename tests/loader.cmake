@@ -10,6 +10,7 @@ set(AMBER_FIXTURES
   "newerhost:newerhost:CASE_NEEDS_NEWER_HOST"
   "shortstruct:shortstruct:CASE_SHORT_STRUCT"
   "presignnomethod:presignnomethod:CASE_PRESIGN_WITHOUT_METHOD"
+  "multipartnomethod:multipartnomethod:CASE_MULTIPART_WITHOUT_METHODS"
   "initfails:initfails:CASE_INIT_FAILS"
   "badschema:badschema:CASE_BAD_SCHEMA"
   "BadName:BadName:")

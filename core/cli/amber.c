@@ -598,7 +598,7 @@ static json_t *caps_json(uint64_t caps)
 		uint64_t bit;
 		const char *name;
 	} names[] = { { AMBER_CAP_PRESIGN_GET, "presign_get" },
-		      { AMBER_CAP_PRESIGN_PUT, "presign_put" },
+		      { AMBER_CAP_MULTIPART, "multipart" },
 		      { AMBER_CAP_RANGE_READ, "range_read" },
 		      { AMBER_CAP_CONCURRENT, "concurrent" },
 		      { AMBER_CAP_NEEDS_SIZE, "needs_size" } };

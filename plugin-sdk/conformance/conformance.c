@@ -396,7 +396,7 @@ static void check_presign(struct run *r)
 	make_key(r, key, sizeof(key), false);
 	struct amber_buf url = { 0 };
 	uint64_t exp = 0;
-	int code = r->in->ops->presign(r->in->handle, &ctx, key, AMBER_PRESIGN_GET, 0, 600, &url,
+	int code = r->in->ops->presign(r->in->handle, &ctx, key, AMBER_PRESIGN_GET, 600, &url,
 				       &exp);
 	uint64_t now = (uint64_t)time(NULL);
 	result(r, code == 0 && url.len > 0 && exp > now && exp <= now + 700,

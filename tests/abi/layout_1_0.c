@@ -31,6 +31,14 @@ AT(amber_adapter, reader_free, 144);
 AT(amber_adapter, remove, 152);
 AT(amber_adapter, presign, 160);
 AT(amber_adapter, list, 168);
+AT(amber_adapter, multipart_create, 176);
+AT(amber_adapter, presign_part, 184);
+AT(amber_adapter, multipart_complete, 192);
+AT(amber_adapter, multipart_abort, 200);
+
+AT(amber_part, struct_size, 0);
+AT(amber_part, number, 4);
+AT(amber_part, etag, 8);
 
 AT(amber_host, struct_size, 0);
 AT(amber_host, abi_major, 4);

@@ -105,6 +105,9 @@ static const amber_adapter desc = {
 #ifdef CASE_PRESIGN_WITHOUT_METHOD
 	.caps = AMBER_CAP_PRESIGN_GET,
 #endif
+#ifdef CASE_MULTIPART_WITHOUT_METHODS
+	.caps = AMBER_CAP_MULTIPART,
+#endif
 	.config = schema,
 #ifdef CASE_INIT_FAILS
 	.module_init = f_module_init,

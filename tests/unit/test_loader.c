@@ -86,6 +86,12 @@ START_TEST(loader_refuses_presign_cap_without_method)
 }
 END_TEST
 
+START_TEST(loader_refuses_multipart_cap_without_methods)
+{
+	expect_refused("multipartnomethod", "claims the multipart capability without all of");
+}
+END_TEST
+
 START_TEST(loader_refuses_failing_module_init)
 {
 	expect_refused("initfails", "module_init failed: fixture refuses to start");
@@ -212,6 +218,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, loader_refuses_adapter_needing_newer_host);
 	tcase_add_test(tc, loader_refuses_truncated_descriptor);
 	tcase_add_test(tc, loader_refuses_presign_cap_without_method);
+	tcase_add_test(tc, loader_refuses_multipart_cap_without_methods);
 	tcase_add_test(tc, loader_refuses_failing_module_init);
 	tcase_add_test(tc, loader_refuses_bad_config_schema);
 	tcase_add_test(tc, loader_refuses_bad_adapter_name);

@@ -43,21 +43,57 @@
 #define SHA1 "0123456789abcdef0123456789abcdef01234567"
 #define PART_SIZE 100
 
-/* ---- an adapter that presigns part uploads, for the URL path ---- */
+/* ---- an adapter with the multipart group, recording what the panel asks of it ---- */
 
-static int fake_presign(amber_instance *self, amber_ctx *ctx, const char *key, uint32_t method,
-			uint32_t part, uint32_t ttl_seconds, amber_buf *url,
-			uint64_t *ret_expires_unix)
+struct amber_instance {
+	int creates, completes, aborts;
+	size_t last_n_parts;
+	char last_upload[64];
+	char last_etag[64];
+	uint32_t last_number;
+};
+
+static int fake_create(amber_instance *self, amber_ctx *ctx, const char *key,
+		       const amber_object_info *hint, amber_buf *upload_id)
 {
-	(void)self;
-	(void)ctx;
-	if (method != AMBER_PRESIGN_PUT_PART || part == 0)
+	char id[32];
+	int n = snprintf(id, sizeof(id), "upload-%d", ++self->creates);
+	return host_services()->buf_append(upload_id, id, (size_t)n);
+}
+
+static int fake_presign_part(amber_instance *self, amber_ctx *ctx, const char *key,
+			     const char *upload_id, uint32_t part, uint32_t ttl_seconds,
+			     amber_buf *url, uint64_t *ret_expires_unix)
+{
+	if (part == 0 || !upload_id)
 		return AMBER_EINVAL;
 	char buf[256];
-	int n = snprintf(buf, sizeof(buf), "http://s3.invalid/bucket/%s?partNumber=%u&ttl=%u",
-			 key, part, ttl_seconds);
+	int n = snprintf(buf, sizeof(buf),
+			 "http://s3.invalid/bucket/%s?uploadId=%s&partNumber=%u&ttl=%u", key,
+			 upload_id, part, ttl_seconds);
 	*ret_expires_unix = (uint64_t)time(NULL) + ttl_seconds;
 	return host_services()->buf_append(url, buf, (size_t)n);
+}
+
+static int fake_complete(amber_instance *self, amber_ctx *ctx, const char *key,
+			 const char *upload_id, const amber_part *const *parts, size_t n_parts)
+{
+	self->completes++;
+	self->last_n_parts = n_parts;
+	snprintf(self->last_upload, sizeof(self->last_upload), "%s", upload_id);
+	if (n_parts) {
+		snprintf(self->last_etag, sizeof(self->last_etag), "%s", parts[0]->etag);
+		self->last_number = parts[0]->number;
+	}
+	return 0;
+}
+
+static int fake_abort(amber_instance *self, amber_ctx *ctx, const char *key,
+		      const char *upload_id)
+{
+	self->aborts++;
+	snprintf(self->last_upload, sizeof(self->last_upload), "%s", upload_id);
+	return 0;
 }
 
 static const amber_adapter fake_s3 = {
@@ -65,8 +101,11 @@ static const amber_adapter fake_s3 = {
 	.abi_major = AMBER_ABI_MAJOR,
 	.name = "fakes3",
 	.version = "0",
-	.caps = AMBER_CAP_PRESIGN_PUT,
-	.presign = fake_presign,
+	.caps = AMBER_CAP_MULTIPART,
+	.multipart_create = fake_create,
+	.presign_part = fake_presign_part,
+	.multipart_complete = fake_complete,
+	.multipart_abort = fake_abort,
 };
 
 /* ---- fixture ---- */
@@ -78,6 +117,7 @@ struct env {
 	struct adapter_registry *reg;
 	struct instance_set *set;
 	struct instance fake;
+	struct amber_instance fake_state;
 	struct panel_service *svc;
 	struct http_server *srv;
 	unsigned port;
@@ -133,6 +173,7 @@ static void env_up(struct env *e)
 	/* ... and the presigning one as instance "s3". */
 	e->fake.name = "s3";
 	e->fake.ops = &fake_s3;
+	e->fake.handle = &e->fake_state;
 	pthread_mutex_init(&e->fake.serial, NULL);
 	struct instance **v = realloc(e->set->v, (e->set->n + 1) * sizeof(*v));
 	ck_assert(v != NULL);
@@ -374,12 +415,18 @@ START_TEST(test_upload_urls)
 			char want[200];
 			snprintf(want, sizeof(want),
 				 "http://s3.invalid/bucket/" S1 "/" B_S3
-				 ".tar.gz?partNumber=%zu&ttl=600",
+				 ".tar.gz?uploadId=upload-1&partNumber=%zu&ttl=600",
 				 i + 1);
 			ck_assert_str_eq(json_string_value(json_array_get(parts, i)), want);
 		}
 		resp_free(&r);
 	}
+	/* One upload for the backup, opened by the first request and kept with it. */
+	ck_assert_int_eq(e.fake_state.creates, 1);
+	struct store_backup *sb;
+	ck_assert_int_eq(store_backup_get(e.st, B_S3, &sb), 0);
+	ck_assert_str_eq(sb->upload_id, "upload-1");
+	store_backup_free(sb);
 	/* Once completed, no more URLs. */
 	ck_assert_int_eq(store_backup_mark_completed(e.st, B_S3, true, SHA1, NULL, 5, NULL,
 						     time(NULL)),
@@ -456,10 +503,20 @@ START_TEST(test_report)
 	expect_sql(&e, "SELECT state FROM backups WHERE uuid = '" B_S3 "'", "running");
 	expect_sql(&e, "SELECT state FROM backups WHERE uuid = '" B_FOREIGN "'", "running");
 
-	/* Success. */
+	/* A multipart store cannot complete what was never opened, as the panel says. */
+	expect_error((struct resp[]){ call(&e, "POST", p, AUTH1, ok_body) }, 400,
+		     "BadRequestHttpException", "no upload_id present");
+	ck_assert_int_eq(store_backup_set_upload_id(e.st, B_S3, "upload-77"), 0);
+
+	/* Success: the upload is completed with the node's parts, then recorded. */
 	r = call(&e, "POST", p, AUTH1, ok_body);
 	ck_assert_msg(r.status == 204 && r.body[0] == 0, "%ld %s", r.status, r.body);
 	resp_free(&r);
+	ck_assert_int_eq(e.fake_state.completes, 1);
+	ck_assert_str_eq(e.fake_state.last_upload, "upload-77");
+	ck_assert_uint_eq(e.fake_state.last_n_parts, 1);
+	ck_assert_str_eq(e.fake_state.last_etag, "\"fad65e\"");
+	ck_assert_uint_eq(e.fake_state.last_number, 1);
 	struct store_backup *b;
 	ck_assert_int_eq(store_backup_get(e.st, B_S3, &b), 0);
 	ck_assert_int_eq(b->state, STORE_BACKUP_COMPLETED);
@@ -523,6 +580,14 @@ START_TEST(test_report)
 	expect_sql(&e,
 		   "SELECT ifnull(checksum, 'null'), sha256 FROM backups WHERE uuid = '" B_MEM "'",
 		   "null|abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+	/* A failure report aborts the open upload before it is recorded. */
+	ck_assert_int_eq(store_backup_set_upload_id(e.st, B_S3B, "upload-88"), 0);
+	expect_status((struct resp[]){ call(&e, "POST", "/api/remote/backups/" B_S3B, AUTH1,
+					    fail_body) },
+		      204);
+	ck_assert_int_eq(e.fake_state.aborts, 1);
+	ck_assert_str_eq(e.fake_state.last_upload, "upload-88");
+	expect_sql(&e, "SELECT state FROM backups WHERE uuid = '" B_S3B "'", "failed");
 	env_down(&e);
 }
 END_TEST

@@ -472,10 +472,9 @@ static uint64_t toy_signature(const char *token, const char *key, uint64_t expir
 /* Presigned URLs point at memory the process owns, so no client can fetch them: they
  * exist to show the method's contract (and let tests exercise the host's side of it). */
 static int memory_presign(amber_instance *self, amber_ctx *ctx, const char *key,
-			  uint32_t method, uint32_t part, uint32_t ttl_seconds, amber_buf *url,
+			  uint32_t method, uint32_t ttl_seconds, amber_buf *url,
 			  uint64_t *ret_expires_unix)
 {
-	(void)part; /* only for AMBER_PRESIGN_PUT_PART, which we do not declare */
 	if (method != AMBER_PRESIGN_GET)
 		return amber_host_api->set_error(ctx, AMBER_ENOTSUP,
 						 "only download URLs can be presigned");

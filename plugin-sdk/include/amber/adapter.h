@@ -48,9 +48,9 @@
  *     that instance, and every writer and reader of an instance has been freed before
  *     its instance_free.
  *  3. Without AMBER_CAP_CONCURRENT the host serialises all operations on an instance.
- *     With it, writer_open, reader_open, remove, presign and list may run at the same
- *     time on one instance from different threads; the adapter protects its shared
- *     state.
+ *     With it, writer_open, reader_open, remove, presign, list and the multipart
+ *     methods may run at the same time on one instance from different threads; the
+ *     adapter protects its shared state.
  *  4. A writer or reader is used by one thread at a time; it may move between threads
  *     between calls.
  *  5. Every call may block. Calls never run on the HTTP server's threads. Long calls
@@ -201,13 +201,19 @@ typedef struct amber_host {
 
 /* ---- capabilities: what a method pointer cannot say ---- */
 #define AMBER_CAP_PRESIGN_GET (UINT64_C(1) << 0) /* presign(AMBER_PRESIGN_GET) works */
-#define AMBER_CAP_PRESIGN_PUT (UINT64_C(1) << 1) /* presign(AMBER_PRESIGN_PUT_PART) works */
+#define AMBER_CAP_MULTIPART (UINT64_C(1) << 1)   /* the multipart_* group works */
 #define AMBER_CAP_RANGE_READ (UINT64_C(1) << 2)  /* reader_open honours offset */
 #define AMBER_CAP_CONCURRENT (UINT64_C(1) << 3)  /* see THREADING rule 3 */
 #define AMBER_CAP_NEEDS_SIZE (UINT64_C(1) << 4)  /* writer_open needs hint->size */
 
-#define AMBER_PRESIGN_GET 1u      /* download of key */
-#define AMBER_PRESIGN_PUT_PART 2u /* upload of part `part` (1-based) of key */
+#define AMBER_PRESIGN_GET 1u /* download of key */
+
+/* One uploaded part of a multipart upload (host -> adapter; grows by appending). */
+typedef struct amber_part {
+	uint32_t struct_size;
+	uint32_t number;  /* 1-based */
+	const char *etag; /* exactly as the store returned it (S3: quotes included) */
+} amber_part;
 
 /* ---- the adapter descriptor (adapter -> host; grows by appending) ---- */
 typedef struct amber_adapter {
@@ -255,17 +261,36 @@ typedef struct amber_adapter {
 	/* delete (required); a missing key -> AMBER_ENOTFOUND, the host decides. */
 	int (*remove)(amber_instance *self, amber_ctx *ctx, const char *key);
 
-	/* presign (optional; with AMBER_CAP_PRESIGN_*): a URL valid for ttl_seconds,
-	 * appended to url; part is 1-based for AMBER_PRESIGN_PUT_PART, else 0. Like an
-	 * object store's signature, it need not check that the key exists. */
+	/* presign (optional; with AMBER_CAP_PRESIGN_GET): a URL for `method` on key, valid
+	 * for ttl_seconds, appended to url. Like an object store's signature, it need not
+	 * check that the key exists. */
 	int (*presign)(amber_instance *self, amber_ctx *ctx, const char *key, uint32_t method,
-		       uint32_t part, uint32_t ttl_seconds, amber_buf *url,
-		       uint64_t *ret_expires_unix);
+		       uint32_t ttl_seconds, amber_buf *url, uint64_t *ret_expires_unix);
 
 	/* list (optional): appends one line per object whose key starts with prefix, as
 	 * "<key>\t<size>\t<mtime_unix>\n", in any order. Keys never hold tabs or
 	 * newlines. */
 	int (*list)(amber_instance *self, amber_ctx *ctx, const char *prefix, amber_buf *out);
+
+	/* multipart (optional, all four with AMBER_CAP_MULTIPART): an upload whose parts
+	 * someone else sends to presigned URLs, as a Pterodactyl node does when the panel
+	 * holds the credentials. The object becomes visible under key only at
+	 * multipart_complete; multipart_abort discards what was uploaded.
+	 *  - multipart_create appends the store's upload id to upload_id.
+	 *  - presign_part: a PUT URL for part `part` (1-based) of the upload.
+	 *  - multipart_complete with the parts in order; n_parts == 0 means "every part
+	 *    the store has for this upload" (a node that reports none).
+	 * Missing upload -> AMBER_ENOTFOUND. */
+	int (*multipart_create)(amber_instance *self, amber_ctx *ctx, const char *key,
+				const amber_object_info *hint, amber_buf *upload_id);
+	int (*presign_part)(amber_instance *self, amber_ctx *ctx, const char *key,
+			    const char *upload_id, uint32_t part, uint32_t ttl_seconds,
+			    amber_buf *url, uint64_t *ret_expires_unix);
+	int (*multipart_complete)(amber_instance *self, amber_ctx *ctx, const char *key,
+				  const char *upload_id, const amber_part *const *parts,
+				  size_t n_parts);
+	int (*multipart_abort)(amber_instance *self, amber_ctx *ctx, const char *key,
+			       const char *upload_id);
 
 	/* --- ABI 1.1+: append only --- */
 } amber_adapter;
