@@ -307,6 +307,12 @@ try:
     record_backup(b3)
     r = requests.post(f"{base}/api/servers/{server}/backup",
                       json={"adapter": "wings", "uuid": b3}, headers=node_auth())
+    # Running, not just queued: a job still queued at SIGTERM is reported failed.
+    for _ in range(300):
+        st = requests.get(f"{base}/api/servers/{server}/backup/{b3}", headers=node_auth())
+        if st.status_code == 200 and st.json().get("state") != "queued":
+            break
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(timeout=120)
     row = backup_row(b3)
