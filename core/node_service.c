@@ -82,6 +82,19 @@ static struct remote_client *job_client(struct node_service *svc, const atomic_i
 	return remote_client_new(&rc, &c) == 0 ? c : NULL;
 }
 
+/* What became of a report, for the job's one log line. */
+static void describe_delivery(int rc, const struct remote_status *st, char *what,
+			      size_t what_cap)
+{
+	if (rc == 0)
+		snprintf(what, what_cap, "delivered");
+	else if (st->spooled)
+		snprintf(what, what_cap, "spooled (%s)", st->detail[0] ? st->detail : strerror(-rc));
+	else
+		snprintf(what, what_cap, "refused: HTTP %ld %s", st->http_status,
+			 st->detail[0] ? st->detail : strerror(-rc));
+}
+
 /* Delivers (or spools) a backup report; fills what for the caller's log line. */
 static int send_backup_report(struct node_service *svc, const atomic_int *cancel, bool quick,
 			      const char *backup, const struct backup_report *r, char *what,
@@ -97,13 +110,7 @@ static int send_backup_report(struct node_service *svc, const atomic_int *cancel
 	struct remote_status st = { 0 };
 	rc = remote_backup_report(c, backup, r, &st);
 	remote_client_free(c);
-	if (rc == 0)
-		snprintf(what, what_cap, "delivered");
-	else if (st.spooled)
-		snprintf(what, what_cap, "spooled (%s)", st.detail[0] ? st.detail : strerror(-rc));
-	else
-		snprintf(what, what_cap, "refused: HTTP %ld %s", st.http_status,
-			 st.detail[0] ? st.detail : strerror(-rc));
+	describe_delivery(rc, &st, what, what_cap);
 	return rc;
 }
 
@@ -120,13 +127,7 @@ static int send_restore_report(struct node_service *svc, const atomic_int *cance
 	struct remote_status st = { 0 };
 	rc = remote_restore_report(c, backup, successful, &st);
 	remote_client_free(c);
-	if (rc == 0)
-		snprintf(what, what_cap, "delivered");
-	else if (st.spooled)
-		snprintf(what, what_cap, "spooled (%s)", st.detail[0] ? st.detail : strerror(-rc));
-	else
-		snprintf(what, what_cap, "refused: HTTP %ld %s", st.http_status,
-			 st.detail[0] ? st.detail : strerror(-rc));
+	describe_delivery(rc, &st, what, what_cap);
 	return rc;
 }
 

@@ -212,6 +212,28 @@ static int grow(void **v, size_t n, size_t *cap, size_t sz)
 	return 0;
 }
 
+/* Steps s to its end, appending one zeroed element of sz bytes per row for from_row to
+ * fill. An element is counted before it is filled, so on failure *v holds every row
+ * touched, half-filled ones included, for the caller's list_free. */
+static int collect_rows(sqlite3_stmt *s, size_t sz, int (*from_row)(sqlite3_stmt *, void *),
+			void **v, size_t *n)
+{
+	size_t cap = 0;
+	for (;;) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_DONE)
+			return 0;
+		if (rc != SQLITE_ROW)
+			return map_rc(rc);
+		int r = grow(v, *n, &cap, sz);
+		if (r < 0)
+			return r;
+		r = from_row(s, (char *)*v + (*n)++ * sz);
+		if (r < 0)
+			return r;
+	}
+}
+
 /* Canonical 8-4-4-4-12 hex uuid, copied lower-cased into out. */
 static bool norm_uuid(const char *in, char out[STORE_UUID_LEN + 1])
 {
@@ -428,6 +450,11 @@ static int node_from_row(sqlite3_stmt *s, struct store_node *n)
 	return r;
 }
 
+static int node_row(sqlite3_stmt *s, void *p)
+{
+	return node_from_row(s, p);
+}
+
 static void node_clear(struct store_node *n)
 {
 	free(n->name);
@@ -530,27 +557,14 @@ int store_node_check_token(struct store *st, const char *token_id, const char *t
 int store_node_list(struct store *st, struct store_node **ret, size_t *ret_n)
 {
 	struct store_node *v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	*ret = NULL;
 	*ret_n = 0;
 	lock(st);
 	sqlite3_stmt *s;
 	int r = prep(st, "SELECT id, name, url, token_id FROM nodes ORDER BY id", &s);
-	while (r == 0) {
-		int rc = sqlite3_step(s);
-		if (rc == SQLITE_DONE)
-			break;
-		if (rc != SQLITE_ROW) {
-			r = map_rc(rc);
-			break;
-		}
-		r = grow((void **)&v, n, &cap, sizeof(*v));
-		if (r < 0)
-			break;
-		/* counted before it is filled: grow zeroed it, and a half-filled row is
-		 * freed with the rest */
-		r = node_from_row(s, &v[n++]);
-	}
+	if (r == 0)
+		r = collect_rows(s, sizeof(*v), node_row, (void **)&v, &n);
 	sqlite3_finalize(s);
 	unlock(st);
 	if (r < 0) {
@@ -578,6 +592,11 @@ static int server_from_row(sqlite3_stmt *s, struct store_server *sv)
 	sv->node_id = sqlite3_column_int64(s, 2);
 	sv->backup_limit = sqlite3_column_int64(s, 3);
 	return dup_col(s, 4, &sv->state);
+}
+
+static int server_row(sqlite3_stmt *s, void *p)
+{
+	return server_from_row(s, p);
 }
 
 void store_server_free(struct store_server *s)
@@ -664,7 +683,7 @@ int store_server_get(struct store *st, const char *id, struct store_server **ret
 int store_server_list(struct store *st, int64_t node_id, struct store_server **ret, size_t *ret_n)
 {
 	struct store_server *v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	*ret = NULL;
 	*ret_n = 0;
 	lock(st);
@@ -675,21 +694,8 @@ int store_server_list(struct store *st, int64_t node_id, struct store_server **r
 		     &s);
 	if (r == 0)
 		r = bind_int(s, 1, node_id);
-	while (r == 0) {
-		int rc = sqlite3_step(s);
-		if (rc == SQLITE_DONE)
-			break;
-		if (rc != SQLITE_ROW) {
-			r = map_rc(rc);
-			break;
-		}
-		r = grow((void **)&v, n, &cap, sizeof(*v));
-		if (r < 0)
-			break;
-		/* counted before it is filled: grow zeroed it, and a half-filled row is
-		 * freed with the rest */
-		r = server_from_row(s, &v[n++]);
-	}
+	if (r == 0)
+		r = collect_rows(s, sizeof(*v), server_row, (void **)&v, &n);
 	sqlite3_finalize(s);
 	unlock(st);
 	if (r < 0) {
@@ -823,6 +829,11 @@ static int backup_from_row(sqlite3_stmt *s, struct store_backup *b)
 	return r;
 }
 
+static int backup_row(sqlite3_stmt *s, void *p)
+{
+	return backup_from_row(s, p);
+}
+
 static void backup_clear(struct store_backup *b)
 {
 	free(b->uuid);
@@ -922,7 +933,7 @@ int store_backup_list_for_server(struct store *st, const char *server_uuid, size
 {
 	char su[STORE_UUID_LEN + 1];
 	struct store_backup *v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	*ret = NULL;
 	*ret_n = 0;
 	if (!norm_uuid(server_uuid, su))
@@ -948,19 +959,8 @@ int store_backup_list_for_server(struct store *st, const char *server_uuid, size
 		r = bind_int(s, 2, lim);
 	if (r == 0)
 		r = bind_int(s, 3, off);
-	while (r == 0) {
-		int rc = sqlite3_step(s);
-		if (rc == SQLITE_DONE)
-			break;
-		if (rc != SQLITE_ROW) {
-			r = map_rc(rc);
-			break;
-		}
-		r = grow((void **)&v, n, &cap, sizeof(*v));
-		if (r < 0)
-			break;
-		r = backup_from_row(s, &v[n++]);
-	}
+	if (r == 0)
+		r = collect_rows(s, sizeof(*v), backup_row, (void **)&v, &n);
 	sqlite3_finalize(s);
 	r = finish(st, r);
 	unlock(st);
