@@ -80,6 +80,26 @@ static const char *const migrations[] = {
 	");"
 	"CREATE INDEX download_uses_used_at ON download_uses(used_at);"
 	"PRAGMA user_version = 1;",
+	/* 2: client API keys (api_keys.c). Only the SHA-256 of a key's secret is kept;
+	 * permissions are the API_KEY_PERM_* bit flags; revoked_at NULL while valid. */
+	"CREATE TABLE api_keys ("
+	"  id INTEGER PRIMARY KEY,"
+	"  identifier TEXT NOT NULL UNIQUE CHECK (length(identifier) = 16),"
+	"  secret_hash BLOB NOT NULL CHECK (length(secret_hash) = 32),"
+	"  description TEXT NOT NULL DEFAULT '',"
+	"  permissions INTEGER NOT NULL CHECK (permissions > 0 AND permissions < 32),"
+	"  all_servers INTEGER NOT NULL CHECK (all_servers IN (0, 1)),"
+	"  created_at INTEGER NOT NULL,"
+	"  last_used_at INTEGER,"
+	"  revoked_at INTEGER"
+	");"
+	"CREATE TABLE api_key_servers ("
+	"  key_id INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,"
+	"  server_uuid TEXT NOT NULL REFERENCES servers(uuid) ON DELETE CASCADE,"
+	"  PRIMARY KEY (key_id, server_uuid)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX api_key_servers_server ON api_key_servers(server_uuid);"
+	"PRAGMA user_version = 2;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -401,6 +421,27 @@ void store_close(struct store *st)
 	sqlite3_close_v2(st->db);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
+}
+
+int store_with_db(struct store *st, int (*fn)(struct sqlite3 *db, void *arg), void *arg)
+{
+	if (!st || !fn)
+		return -EINVAL;
+	lock(st);
+	int r = begin_write(st);
+	if (r == 0) {
+		r = fn(st->db, arg);
+		int f = finish(st, r < 0 ? r : 0);
+		if (r >= 0 && f < 0)
+			r = f;
+	}
+	unlock(st);
+	return r;
+}
+
+int store_sqlite_errno(int sqlite_rc)
+{
+	return map_rc(sqlite_rc);
 }
 
 /* ---- nodes ---- */

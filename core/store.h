@@ -38,6 +38,15 @@ int store_schema_version(void);
 int store_open(const char *path, struct store **ret);
 void store_close(struct store *st);
 
+/* For modules that keep their own tables in the store (api_keys.c): runs fn(db, arg)
+ * under the store's lock inside one BEGIN IMMEDIATE transaction, committed when fn
+ * returns >= 0 and rolled back otherwise. Returns fn's result, or the error of
+ * beginning or committing. fn must finalize every statement it prepares. */
+struct sqlite3;
+int store_with_db(struct store *st, int (*fn)(struct sqlite3 *db, void *arg), void *arg);
+/* The negative errno the store uses for an (extended) SQLite result code. */
+int store_sqlite_errno(int sqlite_rc);
+
 /* ---- nodes ---- */
 
 struct store_node {

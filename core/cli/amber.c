@@ -20,6 +20,7 @@
 #include "config.h"
 #include "host.h"
 #include "instances.h"
+#include "keys.h"
 #include "log.h"
 #include "toml.h"
 
@@ -774,6 +775,7 @@ static void usage(FILE *f)
 	      "  node add|list                       nodes the panel side knows\n"
 	      "  server add|list                     servers and the node hosting them\n"
 	      "  backups list                        backups recorded by the panel side\n"
+	      "  key create|list|revoke              client API keys (panel side)\n"
 	      "  version\n"
 	      "\n"
 	      "The configuration is --config, else $AMBER_CONFIG, else /etc/amber/amber.toml,\n"
@@ -842,7 +844,8 @@ int main(int argc, char **argv)
 		return cmd_config_check(sub_argc, sub_argv, &g);
 	if (strcmp(group, "config") == 0 && strcmp(verb, "toml-decode") == 0)
 		return cmd_toml_decode(sub_argc, sub_argv);
-	if (!strcmp(group, "node") || !strcmp(group, "server") || !strcmp(group, "backups")) {
+	if (!strcmp(group, "node") || !strcmp(group, "server") || !strcmp(group, "backups") ||
+	    !strcmp(group, "key")) {
 		struct session s;
 		const char *db = NULL;
 		int rc = session_open(&g, &s, OPEN_NONE, NULL);
@@ -850,6 +853,7 @@ int main(int argc, char **argv)
 			adapter_config_get_string(s.cfg->panel, "database", &db);
 			rc = group[0] == 'n'   ? cli_node_main(sub_argc, sub_argv, db, g.json)
 			     : group[0] == 's' ? cli_server_main(sub_argc, sub_argv, db, g.json)
+			     : group[0] == 'k' ? cli_key_main(sub_argc, sub_argv, db, g.json)
 					       : cli_backups_main(sub_argc, sub_argv, db, g.json);
 		}
 		session_close(&s);
