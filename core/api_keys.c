@@ -2,6 +2,7 @@
  * store's migration step 2 (store.c), and every statement here runs through
  * store_with_db, under the store's lock and inside one transaction. */
 #include "api_keys.h"
+#include "uuid.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -100,25 +101,6 @@ int api_key_perms_format(unsigned perms, char *buf, size_t len)
 static bool is_alnum_ascii(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-/* Canonical 8-4-4-4-12 hex uuid, copied lower-cased into out. */
-static bool norm_uuid(const char *in, char out[STORE_UUID_LEN + 1])
-{
-	if (!in || strlen(in) != STORE_UUID_LEN)
-		return false;
-	for (int i = 0; i < STORE_UUID_LEN; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (c != '-')
-				return false;
-		} else if (!isxdigit(c)) {
-			return false;
-		}
-		out[i] = (char)tolower(c);
-	}
-	out[STORE_UUID_LEN] = 0;
-	return true;
 }
 
 /* n characters drawn uniformly from the alphabet. */
@@ -310,7 +292,7 @@ int api_key_create(struct store *st, const char *description, unsigned perms,
 	}
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		if (!norm_uuid(servers[i], norm[i]))
+		if (!uuid_normalize(servers[i], norm[i]))
 			r = -EINVAL;
 		ptrs[i] = norm[i];
 	}
@@ -553,7 +535,7 @@ bool api_key_allows(const struct api_key *key, unsigned perm, const char *server
 		return false;
 	if ((key->permissions & perm) != perm)
 		return false;
-	if (!norm_uuid(server_uuid, u))
+	if (!uuid_normalize(server_uuid, u))
 		return false;
 	if (key->all_servers)
 		return true;

@@ -10,21 +10,6 @@
 #include "ignore.h"
 #include "instances.h"
 
-bool uuid_is_canonical(const char *s)
-{
-	if (!s || strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-		} else if (!isxdigit((unsigned char)s[i])) {
-			return false;
-		}
-	}
-	return true;
-}
-
 int backup_key(const char *server, const char *uuid, char *out, size_t cap)
 {
 	if (!uuid_is_canonical(uuid) || (server && !uuid_is_canonical(server)))

@@ -10,11 +10,10 @@
 #include "archive_create.h"
 #include "archive_restore.h"
 #include "host.h"
+#include "uuid.h"
 
 struct instance;
 
-/* A canonical UUID: 36 characters, lower- or upper-case hex, dashes at 8-13-18-23. */
-bool uuid_is_canonical(const char *s);
 /* "<uuid>.tar.gz", or "<server>/<uuid>.tar.gz" when server is not NULL. -EINVAL when
  * either is not a canonical UUID. */
 int backup_key(const char *server, const char *uuid, char *out, size_t cap);

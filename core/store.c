@@ -6,6 +6,7 @@
  * when another connection wrote in between; taking the write lock up front makes the
  * busy timeout apply. */
 #include "store.h"
+#include "uuid.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -252,25 +253,6 @@ static int collect_rows(sqlite3_stmt *s, size_t sz, int (*from_row)(sqlite3_stmt
 		if (r < 0)
 			return r;
 	}
-}
-
-/* Canonical 8-4-4-4-12 hex uuid, copied lower-cased into out. */
-static bool norm_uuid(const char *in, char out[STORE_UUID_LEN + 1])
-{
-	if (!in || strlen(in) != STORE_UUID_LEN)
-		return false;
-	for (int i = 0; i < STORE_UUID_LEN; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (c != '-')
-				return false;
-		} else if (!isxdigit(c)) {
-			return false;
-		}
-		out[i] = (char)tolower(c);
-	}
-	out[STORE_UUID_LEN] = 0;
-	return true;
 }
 
 static bool norm_short_id(const char *in, char out[STORE_SHORT_ID_LEN + 1])
@@ -658,7 +640,7 @@ void store_server_list_free(struct store_server *v, size_t n)
 int store_server_add(struct store *st, const char *uuid, int64_t node_id, int64_t backup_limit)
 {
 	char u[STORE_UUID_LEN + 1], sh[STORE_SHORT_ID_LEN + 1];
-	if (!norm_uuid(uuid, u) || backup_limit < 0)
+	if (!uuid_normalize(uuid, u) || backup_limit < 0)
 		return -EINVAL;
 	memcpy(sh, u, STORE_SHORT_ID_LEN);
 	sh[STORE_SHORT_ID_LEN] = 0;
@@ -689,7 +671,7 @@ int store_server_get(struct store *st, const char *id, struct store_server **ret
 	char key[STORE_UUID_LEN + 1];
 	const char *sql;
 	*ret = NULL;
-	if (norm_uuid(id, key))
+	if (uuid_normalize(id, key))
 		sql = "SELECT " SERVER_COLS " FROM servers WHERE uuid = ?";
 	else if (norm_short_id(id, key))
 		sql = "SELECT " SERVER_COLS " FROM servers WHERE short_id = ?";
@@ -770,7 +752,7 @@ int store_server_set_state(struct store *st, const char *uuid, const char *expec
 			   const char *state)
 {
 	char u[STORE_UUID_LEN + 1];
-	if (!norm_uuid(uuid, u))
+	if (!uuid_normalize(uuid, u))
 		return -ENOENT;
 	bool check = expect_current != NULL;
 	if (check && !*expect_current)
@@ -906,9 +888,9 @@ void store_backup_list_free(struct store_backup *v, size_t n)
 int store_backup_create(struct store *st, const struct store_backup *b)
 {
 	char u[STORE_UUID_LEN + 1], su[STORE_UUID_LEN + 1];
-	if (!b || !norm_uuid(b->uuid, u) || !b->name || !b->adapter)
+	if (!b || !uuid_normalize(b->uuid, u) || !b->name || !b->adapter)
 		return -EINVAL;
-	if (!norm_uuid(b->server_uuid, su))
+	if (!uuid_normalize(b->server_uuid, su))
 		return -ENOENT;
 
 	lock(st);
@@ -942,7 +924,7 @@ int store_backup_get(struct store *st, const char *uuid, struct store_backup **r
 {
 	char u[STORE_UUID_LEN + 1];
 	*ret = NULL;
-	if (!norm_uuid(uuid, u))
+	if (!uuid_normalize(uuid, u))
 		return -ENOENT;
 	struct store_backup *b = calloc(1, sizeof(*b));
 	if (!b)
@@ -977,7 +959,7 @@ int store_backup_list_for_server(struct store *st, const char *server_uuid, size
 	size_t n = 0;
 	*ret = NULL;
 	*ret_n = 0;
-	if (!norm_uuid(server_uuid, su))
+	if (!uuid_normalize(server_uuid, su))
 		return -ENOENT;
 	/* SQLite: a negative LIMIT means none. */
 	int64_t lim = limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit;
@@ -1019,7 +1001,7 @@ static int count_for_server(struct store *st, const char *server_uuid, const cha
 {
 	char su[STORE_UUID_LEN + 1];
 	*ret = 0;
-	if (!norm_uuid(server_uuid, su))
+	if (!uuid_normalize(server_uuid, su))
 		return -ENOENT;
 	lock(st);
 	int r = exec(st, "BEGIN");
@@ -1059,7 +1041,7 @@ int store_backup_count_for_server(struct store *st, const char *server_uuid, int
 int store_backup_set_locked(struct store *st, const char *uuid, bool locked)
 {
 	char u[STORE_UUID_LEN + 1];
-	if (!norm_uuid(uuid, u))
+	if (!uuid_normalize(uuid, u))
 		return -ENOENT;
 	lock(st);
 	sqlite3_stmt *s;
@@ -1080,7 +1062,7 @@ int store_backup_set_locked(struct store *st, const char *uuid, bool locked)
 int store_backup_toggle_locked(struct store *st, const char *uuid, bool *ret_locked)
 {
 	char u[STORE_UUID_LEN + 1];
-	if (!norm_uuid(uuid, u))
+	if (!uuid_normalize(uuid, u))
 		return -ENOENT;
 	lock(st);
 	sqlite3_stmt *s;
@@ -1135,7 +1117,7 @@ static int backup_state(struct store *st, const char *u, char out[16], bool *loc
 int store_backup_set_upload_id(struct store *st, const char *uuid, const char *upload_id)
 {
 	char u[STORE_UUID_LEN + 1];
-	if (!norm_uuid(uuid, u))
+	if (!uuid_normalize(uuid, u))
 		return -ENOENT;
 	lock(st);
 	int r = begin_write(st);
@@ -1177,7 +1159,7 @@ static int mark(struct store *st, const char *uuid, bool successful, const char 
 		const char *sha256, int64_t bytes, const char *parts, int64_t now)
 {
 	char u[STORE_UUID_LEN + 1], state[16];
-	if (!norm_uuid(uuid, u))
+	if (!uuid_normalize(uuid, u))
 		return -ENOENT;
 	if (bytes < 0)
 		return -EINVAL;
@@ -1249,7 +1231,7 @@ int store_backup_delete(struct store *st, const char *uuid, bool respect_lock)
 {
 	char u[STORE_UUID_LEN + 1], state[16];
 	bool locked = false;
-	if (!norm_uuid(uuid, u))
+	if (!uuid_normalize(uuid, u))
 		return -ENOENT;
 	lock(st);
 	int r = begin_write(st);

@@ -1,6 +1,7 @@
 /* Administration of the panel store from the command line: nodes, servers, backups.
  * See admin.h for the commands and exit codes. */
 #include "admin.h"
+#include "cli_store.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,60 +14,8 @@
 
 #include "store.h"
 
-enum {
-	ADMIN_OK = 0,
-	ADMIN_FAILURE = 1,
-	ADMIN_USAGE = 2,
-	ADMIN_NOTFOUND = 3,
-};
-
 /* Longest token or token id accepted; the remote API carries both in one header. */
 #define TOKEN_MAX 512
-
-static int store_failure(const char *what, int r)
-{
-	fprintf(stderr, "amber: %s: %s\n", what,
-		r == -EPROTO ? "the database was written by a newer Amber" : strerror(-r));
-	return r == -ENOENT ? ADMIN_NOTFOUND : ADMIN_FAILURE;
-}
-
-static int open_store(const char *database, struct store **ret)
-{
-	if (!database || !*database) {
-		fprintf(stderr, "amber: no panel database configured ([panel] database)\n");
-		return ADMIN_USAGE;
-	}
-	int r = store_open(database, ret);
-	if (r < 0) {
-		fprintf(stderr, "amber: opening the panel database %s: %s\n", database,
-			r == -EPROTO ? "written by a newer Amber" : strerror(-r));
-		return ADMIN_FAILURE;
-	}
-	return ADMIN_OK;
-}
-
-static void print_json(json_t *o)
-{
-	if (!o) {
-		fprintf(stderr, "amber: out of memory\n");
-		return;
-	}
-	json_dumpf(o, stdout, JSON_INDENT(2));
-	fputc('\n', stdout);
-	json_decref(o);
-}
-
-/* ISO-8601 with offset, as the panel's API formats times; "" for 0. */
-static void iso_time(int64_t t, char out[32])
-{
-	out[0] = 0;
-	if (t <= 0)
-		return;
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (gmtime_r(&tt, &tm))
-		strftime(out, 32, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
-}
 
 /* Characters a token (or its id) may hold: the remote API sends `<id>.<token>` in a
  * header and splits it on the dot, so neither part may contain one, nor anything a
@@ -141,36 +90,36 @@ static int node_add(int argc, char **argv, const char *database, bool json)
 		case 't': token = optarg; break;
 		case 'f': file = optarg; break;
 		case 'j': json = true; break;
-		case 'h': usage_node(stdout); return ADMIN_OK;
-		default: usage_node(stderr); return ADMIN_USAGE;
+		case 'h': usage_node(stdout); return CLI_OK;
+		default: usage_node(stderr); return CLI_USAGE;
 		}
 	}
 	if (optind < argc || !name || !*name || !url || !token_id || !!token == !!file) {
 		usage_node(stderr);
-		return ADMIN_USAGE;
+		return CLI_USAGE;
 	}
 	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
 		fprintf(stderr, "amber: --url must be an http:// or https:// URL\n");
-		return ADMIN_USAGE;
+		return CLI_USAGE;
 	}
 	if (!token_chars_ok(token_id)) {
 		fprintf(stderr, "amber: --token-id must be 1-%d printable characters without "
 				"spaces or dots\n", TOKEN_MAX);
-		return ADMIN_USAGE;
+		return CLI_USAGE;
 	}
 	char *from_file = NULL;
 	if (file && !(token = from_file = read_token_file(file)))
-		return ADMIN_USAGE;
+		return CLI_USAGE;
 	if (!token_chars_ok(token)) {
 		/* Says what is wrong, never what the token is. */
 		fprintf(stderr, "amber: the token must be 1-%d printable characters without "
 				"spaces or dots\n", TOKEN_MAX);
 		free(from_file);
-		return ADMIN_USAGE;
+		return CLI_USAGE;
 	}
 	struct store *st;
-	int rc = open_store(database, &st);
-	if (rc != ADMIN_OK) {
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK) {
 		free(from_file);
 		return rc;
 	}
@@ -180,13 +129,13 @@ static int node_add(int argc, char **argv, const char *database, bool json)
 	if (r == -EEXIST) {
 		fprintf(stderr, "amber: a node named '%s' or with token id '%s' already exists\n",
 			name, token_id);
-		rc = ADMIN_FAILURE;
+		rc = CLI_FAILURE;
 	} else if (r < 0) {
-		rc = store_failure("adding the node", r);
+		rc = cli_store_failure("adding the node", r);
 	} else if (json) {
 		struct store_node n = { .id = id, .name = (char *)name, .url = (char *)url,
 					.token_id = (char *)token_id };
-		print_json(node_json(&n));
+		cli_print_json(node_json(&n));
 	} else {
 		printf("node %s added (id %" PRId64 ", token id %s)\n", name, id, token_id);
 	}
@@ -201,23 +150,23 @@ static int node_list(int argc, char **argv, const char *database, bool json)
 			json = true;
 		} else {
 			usage_node(stderr);
-			return ADMIN_USAGE;
+			return CLI_USAGE;
 		}
 	}
 	struct store *st;
-	int rc = open_store(database, &st);
-	if (rc != ADMIN_OK)
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK)
 		return rc;
 	struct store_node *v = NULL;
 	size_t n = 0;
 	int r = store_node_list(st, &v, &n);
 	if (r < 0) {
-		rc = store_failure("listing nodes", r);
+		rc = cli_store_failure("listing nodes", r);
 	} else if (json) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < n && a; i++)
 			json_array_append_new(a, node_json(&v[i]));
-		print_json(a);
+		cli_print_json(a);
 	} else {
 		printf("%-6s %-20s %-24s %s\n", "ID", "NAME", "TOKEN_ID", "URL");
 		for (size_t i = 0; i < n; i++)
@@ -236,7 +185,7 @@ int cli_node_main(int argc, char **argv, const char *database, bool json)
 	if (argc >= 1 && strcmp(argv[0], "list") == 0)
 		return node_list(argc, argv, database, json);
 	usage_node(stderr);
-	return ADMIN_USAGE;
+	return CLI_USAGE;
 }
 
 /* ---- server ---- */
@@ -250,7 +199,7 @@ static void usage_server(FILE *f)
 	      f);
 }
 
-/* The node named name: 0 and *ret_id, ADMIN_NOTFOUND or ADMIN_FAILURE (message
+/* The node named name: 0 and *ret_id, CLI_NOTFOUND or CLI_FAILURE (message
  * printed). */
 static int node_by_name(struct store *st, const char *name, int64_t *ret_id)
 {
@@ -258,16 +207,16 @@ static int node_by_name(struct store *st, const char *name, int64_t *ret_id)
 	size_t n = 0;
 	int r = store_node_list(st, &v, &n);
 	if (r < 0)
-		return store_failure("listing nodes", r);
-	int rc = ADMIN_NOTFOUND;
+		return cli_store_failure("listing nodes", r);
+	int rc = CLI_NOTFOUND;
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(v[i].name, name) == 0) {
 			*ret_id = v[i].id;
-			rc = ADMIN_OK;
+			rc = CLI_OK;
 		}
 	}
 	store_node_list_free(v, n);
-	if (rc == ADMIN_NOTFOUND)
+	if (rc == CLI_NOTFOUND)
 		fprintf(stderr, "amber: no node named '%s'\n", name);
 	return rc;
 }
@@ -308,42 +257,42 @@ static int server_add(int argc, char **argv, const char *database, bool json)
 			long long v = strtoll(optarg, &end, 10);
 			if (errno || end == optarg || *end || v < 0) {
 				fprintf(stderr, "amber: --backup-limit must be a number >= 0\n");
-				return ADMIN_USAGE;
+				return CLI_USAGE;
 			}
 			limit = v;
 			break;
 		}
 		case 'j': json = true; break;
-		case 'h': usage_server(stdout); return ADMIN_OK;
-		default: usage_server(stderr); return ADMIN_USAGE;
+		case 'h': usage_server(stdout); return CLI_OK;
+		default: usage_server(stderr); return CLI_USAGE;
 		}
 	}
 	if (optind < argc || !uuid || !node) {
 		usage_server(stderr);
-		return ADMIN_USAGE;
+		return CLI_USAGE;
 	}
 	struct store *st;
-	int rc = open_store(database, &st);
-	if (rc != ADMIN_OK)
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK)
 		return rc;
 	int64_t node_id = 0;
 	rc = node_by_name(st, node, &node_id);
-	if (rc == ADMIN_OK) {
+	if (rc == CLI_OK) {
 		int r = store_server_add(st, uuid, node_id, limit);
 		struct store_server *s = NULL;
 		if (r == 0)
 			r = store_server_get(st, uuid, &s);
 		if (r == -EINVAL) {
 			fprintf(stderr, "amber: '%s' is not a canonical UUID\n", uuid);
-			rc = ADMIN_USAGE;
+			rc = CLI_USAGE;
 		} else if (r == -EEXIST) {
 			fprintf(stderr, "amber: a server with uuid %s (or its short id) exists\n",
 				uuid);
-			rc = ADMIN_FAILURE;
+			rc = CLI_FAILURE;
 		} else if (r < 0) {
-			rc = store_failure("adding the server", r);
+			rc = cli_store_failure("adding the server", r);
 		} else if (json) {
-			print_json(server_json(s, node));
+			cli_print_json(server_json(s, node));
 		} else {
 			printf("server %s (%s) added on node %s, backup limit %" PRId64 "\n",
 			       s->uuid, s->short_id, node, s->backup_limit);
@@ -364,12 +313,12 @@ static int server_list(int argc, char **argv, const char *database, bool json)
 			node = argv[++i];
 		} else {
 			usage_server(stderr);
-			return ADMIN_USAGE;
+			return CLI_USAGE;
 		}
 	}
 	struct store *st;
-	int rc = open_store(database, &st);
-	if (rc != ADMIN_OK)
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK)
 		return rc;
 	int64_t node_id = 0;
 	struct store_node *nodes = NULL;
@@ -378,20 +327,20 @@ static int server_list(int argc, char **argv, const char *database, bool json)
 	size_t n = 0;
 	if (node)
 		rc = node_by_name(st, node, &node_id);
-	if (rc == ADMIN_OK) {
+	if (rc == CLI_OK) {
 		int r = store_node_list(st, &nodes, &n_nodes);
 		if (r == 0)
 			r = store_server_list(st, node_id, &v, &n);
 		if (r < 0)
-			rc = store_failure("listing servers", r);
+			rc = cli_store_failure("listing servers", r);
 	}
-	if (rc == ADMIN_OK && json) {
+	if (rc == CLI_OK && json) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < n && a; i++)
 			json_array_append_new(a, server_json(&v[i], node_name_of(nodes, n_nodes,
 										  v[i].node_id)));
-		print_json(a);
-	} else if (rc == ADMIN_OK) {
+		cli_print_json(a);
+	} else if (rc == CLI_OK) {
 		printf("%-36s %-8s %-20s %-6s %s\n", "UUID", "SHORT", "NODE", "LIMIT", "STATE");
 		for (size_t i = 0; i < n; i++)
 			printf("%-36s %-8s %-20s %-6" PRId64 " %s\n", v[i].uuid, v[i].short_id,
@@ -411,7 +360,7 @@ int cli_server_main(int argc, char **argv, const char *database, bool json)
 	if (argc >= 1 && strcmp(argv[0], "list") == 0)
 		return server_list(argc, argv, database, json);
 	usage_server(stderr);
-	return ADMIN_USAGE;
+	return CLI_USAGE;
 }
 
 /* ---- backups ---- */
@@ -434,8 +383,8 @@ static const char *state_name(enum store_backup_state s)
 static json_t *backup_json(const struct store_backup *b)
 {
 	char created[32], completed[32];
-	iso_time(b->created_at, created);
-	iso_time(b->completed_at, completed);
+	cli_iso_time(b->created_at, created);
+	cli_iso_time(b->completed_at, completed);
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s?, s:s?, s:I, s:s, s:s?}",
 			      "uuid", b->uuid, "server_uuid", b->server_uuid, "name", b->name,
 			      "adapter", b->adapter, "state", state_name(b->state), "is_locked",
@@ -457,22 +406,22 @@ static int list_server_backups(struct store *st, const char *server, json_t *out
 	int r = store_backup_list_for_server(st, server, 0, 0, &v, &n);
 	if (r == -ENOENT) {
 		fprintf(stderr, "amber: no server %s\n", server);
-		return ADMIN_NOTFOUND;
+		return CLI_NOTFOUND;
 	}
 	if (r < 0)
-		return store_failure("listing backups", r);
+		return cli_store_failure("listing backups", r);
 	for (size_t i = 0; i < n; i++) {
 		if (out) {
 			json_array_append_new(out, backup_json(&v[i]));
 			continue;
 		}
 		char created[32];
-		iso_time(v[i].created_at, created);
+		cli_iso_time(v[i].created_at, created);
 		printf("%-36s %-36s %-9s %-12" PRId64 " %-25s %s\n", v[i].uuid, v[i].server_uuid,
 		       state_name(v[i].state), v[i].bytes, created, v[i].name);
 	}
 	store_backup_list_free(v, n);
-	return ADMIN_OK;
+	return CLI_OK;
 }
 
 static void print_backup_header(bool json)
@@ -492,17 +441,17 @@ static int backups_list(int argc, char **argv, const char *database, bool json)
 			server = argv[++i];
 		} else {
 			usage_backups(stderr);
-			return ADMIN_USAGE;
+			return CLI_USAGE;
 		}
 	}
 	struct store *st;
-	int rc = open_store(database, &st);
-	if (rc != ADMIN_OK)
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK)
 		return rc;
 	json_t *a = json ? json_array() : NULL;
 	if (json && !a) {
 		store_close(st);
-		return ADMIN_FAILURE;
+		return CLI_FAILURE;
 	}
 	if (server) {
 		/* The store takes short ids too; the listing wants the full uuid. */
@@ -510,9 +459,9 @@ static int backups_list(int argc, char **argv, const char *database, bool json)
 		int r = store_server_get(st, server, &s);
 		if (r == -ENOENT || r == -EINVAL) {
 			fprintf(stderr, "amber: no server %s\n", server);
-			rc = ADMIN_NOTFOUND;
+			rc = CLI_NOTFOUND;
 		} else if (r < 0) {
-			rc = store_failure("reading the server", r);
+			rc = cli_store_failure("reading the server", r);
 		} else {
 			print_backup_header(json);
 			rc = list_server_backups(st, s->uuid, a);
@@ -523,15 +472,15 @@ static int backups_list(int argc, char **argv, const char *database, bool json)
 		size_t n = 0;
 		int r = store_server_list(st, 0, &v, &n);
 		if (r < 0)
-			rc = store_failure("listing servers", r);
+			rc = cli_store_failure("listing servers", r);
 		else
 			print_backup_header(json);
-		for (size_t i = 0; i < n && rc == ADMIN_OK; i++)
+		for (size_t i = 0; i < n && rc == CLI_OK; i++)
 			rc = list_server_backups(st, v[i].uuid, a);
 		store_server_list_free(v, n);
 	}
-	if (a && rc == ADMIN_OK)
-		print_json(a);
+	if (a && rc == CLI_OK)
+		cli_print_json(a);
 	else
 		json_decref(a);
 	store_close(st);
@@ -543,5 +492,5 @@ int cli_backups_main(int argc, char **argv, const char *database, bool json)
 	if (argc >= 1 && strcmp(argv[0], "list") == 0)
 		return backups_list(argc, argv, database, json);
 	usage_backups(stderr);
-	return ADMIN_USAGE;
+	return CLI_USAGE;
 }

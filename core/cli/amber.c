@@ -15,6 +15,7 @@
 
 #include "adapter_config.h"
 #include "admin.h"
+#include "cli_store.h"
 #include "adapter_loader.h"
 #include "backup.h"
 #include "config.h"
@@ -379,13 +380,6 @@ static int backup_prelude(int argc, char **argv, struct global_opts *g, struct b
 	return EXIT_OK;
 }
 
-static void print_json(json_t *o)
-{
-	json_dumpf(o, stdout, JSON_INDENT(2));
-	fputc('\n', stdout);
-	json_decref(o);
-}
-
 static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 {
 	struct backup_args a;
@@ -430,7 +424,7 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 				(json_int_t)res.skipped, "bytes_in", (json_int_t)res.bytes_in,
 				"seconds", now_s() - t0);
 			json_object_set_new(o, "warnings", report_json(&res.report));
-			print_json(o);
+			cli_print_json(o);
 		} else {
 			char in_h[32], out_h[32];
 			human(res.bytes_in, in_h, sizeof(in_h));
@@ -482,7 +476,7 @@ static int cmd_backup_restore(int argc, char **argv, struct global_opts *g)
 					      (json_int_t)res.bytes_written, "refused",
 					      (json_int_t)res.refused, "seconds", now_s() - t0);
 			json_object_set_new(o, "refused_entries", report_json(&res.report));
-			print_json(o);
+			cli_print_json(o);
 		} else {
 			char b[32];
 			human(res.bytes_written, b, sizeof(b));
@@ -518,7 +512,7 @@ static int cmd_backup_delete(int argc, char **argv, struct global_opts *g)
 	} else if (g->json) {
 		json_t *o = json_pack("{s:s, s:s, s:b}", "uuid", a.uuid, "adapter", in->name,
 				      "deleted", 1);
-		print_json(o);
+		cli_print_json(o);
 	} else {
 		printf("deleted %s from %s\n", a.uuid, in->name);
 	}
@@ -658,7 +652,7 @@ static int cmd_adapters_list(int argc, char **argv, struct global_opts *g)
 							 s.reg->refused[i].reason ? s.reg->refused[i].reason : ""));
 	if (g->json) {
 		json_t *o = json_pack("{s:o, s:o}", "adapters", all, "refused", refused);
-		print_json(o);
+		cli_print_json(o);
 	} else {
 		printf("adapter directory: %s (host ABI %d.%d)\n", adapter_dir_of(g, s.cfg),
 		       AMBER_ABI_MAJOR, AMBER_ABI_MINOR);
@@ -717,7 +711,7 @@ static int cmd_config_check(int argc, char **argv, struct global_opts *g)
 								       s.instances->v[i]->ops->name));
 			json_t *o = json_pack("{s:b, s:s, s:o}", "ok", 1, "file", s.cfg->file,
 					      "instances", names);
-			print_json(o);
+			cli_print_json(o);
 		} else {
 			printf("%s: OK\n", s.cfg->file);
 			for (size_t i = 0; i < s.instances->n; i++) {

@@ -1,5 +1,6 @@
 /* Client API keys from the command line. See keys.h for the commands and exit codes. */
 #include "keys.h"
+#include "cli_store.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -12,13 +13,6 @@
 
 #include "api_keys.h"
 #include "store.h"
-
-enum {
-	KEY_OK = 0,
-	KEY_FAILURE = 1,
-	KEY_USAGE = 2,
-	KEY_NOTFOUND = 3,
-};
 
 #define KEY_MAX_SERVERS 256
 
@@ -34,60 +28,15 @@ static void key_usage(FILE *f)
 	      f);
 }
 
-static int key_store_failure(const char *what, int r)
-{
-	fprintf(stderr, "amber: %s: %s\n", what,
-		r == -EPROTO ? "the database was written by a newer Amber" : strerror(-r));
-	return r == -ENOENT ? KEY_NOTFOUND : KEY_FAILURE;
-}
-
-static int key_open_store(const char *database, struct store **ret)
-{
-	if (!database || !*database) {
-		fprintf(stderr, "amber: no panel database configured ([panel] database)\n");
-		return KEY_USAGE;
-	}
-	int r = store_open(database, ret);
-	if (r < 0) {
-		fprintf(stderr, "amber: opening the panel database %s: %s\n", database,
-			r == -EPROTO ? "written by a newer Amber" : strerror(-r));
-		return KEY_FAILURE;
-	}
-	return KEY_OK;
-}
-
-static void key_print_json(json_t *o)
-{
-	if (!o) {
-		fprintf(stderr, "amber: out of memory\n");
-		return;
-	}
-	json_dumpf(o, stdout, JSON_INDENT(2));
-	fputc('\n', stdout);
-	json_decref(o);
-}
-
-/* ISO-8601 as the panel's API formats times; "" for 0. */
-static void key_iso_time(int64_t t, char out[32])
-{
-	out[0] = 0;
-	if (t <= 0)
-		return;
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (gmtime_r(&tt, &tm))
-		strftime(out, 32, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
-}
-
 /* The fields every command shows about a key; never the secret (it is not known). */
 static json_t *key_json(const struct api_key *k)
 {
 	char perms[API_KEY_PERMS_STR_MAX], created[32], used[32], revoked[32];
 	if (api_key_perms_format(k->permissions, perms, sizeof(perms)) < 0)
 		perms[0] = 0;
-	key_iso_time(k->created_at, created);
-	key_iso_time(k->last_used_at, used);
-	key_iso_time(k->revoked_at, revoked);
+	cli_iso_time(k->created_at, created);
+	cli_iso_time(k->last_used_at, used);
+	cli_iso_time(k->revoked_at, revoked);
 	/* null for an all-servers key */
 	json_t *servers = k->all_servers ? NULL : json_array();
 	for (size_t i = 0; servers && i < k->n_servers; i++)
@@ -129,34 +78,34 @@ static int key_create(int argc, char **argv, const char *database, bool json)
 			if (n == KEY_MAX_SERVERS) {
 				fprintf(stderr, "amber: at most %d --server options\n",
 					KEY_MAX_SERVERS);
-				return KEY_USAGE;
+				return CLI_USAGE;
 			}
 			servers[n++] = optarg;
 			break;
 		case 'a': all = true; break;
 		case 'j': json = true; break;
-		case 'h': key_usage(stdout); return KEY_OK;
-		default: key_usage(stderr); return KEY_USAGE;
+		case 'h': key_usage(stdout); return CLI_OK;
+		default: key_usage(stderr); return CLI_USAGE;
 		}
 	}
 	if (optind < argc || !perms_s || all == (n > 0)) {
 		key_usage(stderr);
-		return KEY_USAGE;
+		return CLI_USAGE;
 	}
 	unsigned perms;
 	if (api_key_perms_parse(perms_s, &perms) < 0) {
 		fprintf(stderr, "amber: --permissions: not a list of known permissions\n");
 		key_usage(stderr);
-		return KEY_USAGE;
+		return CLI_USAGE;
 	}
 	if (description && (strlen(description) > API_KEY_DESCRIPTION_MAX)) {
 		fprintf(stderr, "amber: --description: at most %d bytes\n",
 			API_KEY_DESCRIPTION_MAX);
-		return KEY_USAGE;
+		return CLI_USAGE;
 	}
 	struct store *st;
-	int rc = key_open_store(database, &st);
-	if (rc != KEY_OK)
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK)
 		return rc;
 	char *plain = NULL;
 	int64_t id = 0;
@@ -165,32 +114,32 @@ static int key_create(int argc, char **argv, const char *database, bool json)
 	if (r == -EINVAL) {
 		fprintf(stderr, "amber: invalid key: --server must be canonical UUIDs and "
 				"--description printable text\n");
-		rc = KEY_USAGE;
+		rc = CLI_USAGE;
 	} else if (r == -ENOENT) {
 		fprintf(stderr, "amber: creating the key: a --server is not a known server\n");
-		rc = KEY_NOTFOUND;
+		rc = CLI_NOTFOUND;
 	} else if (r < 0) {
-		rc = key_store_failure("creating the key", r);
+		rc = cli_store_failure("creating the key", r);
 	}
 	/* The key as stored, for the details shown alongside the secret. */
 	struct api_key *k = NULL;
-	if (rc == KEY_OK) {
+	if (rc == CLI_OK) {
 		char ident[API_KEY_IDENTIFIER_LEN + 1];
 		memcpy(ident, plain, API_KEY_IDENTIFIER_LEN);
 		ident[API_KEY_IDENTIFIER_LEN] = 0;
 		r = api_key_get(st, ident, &k);
 		if (r < 0)
-			rc = key_store_failure("reading the new key back", r);
+			rc = cli_store_failure("reading the new key back", r);
 	}
-	if (rc == KEY_OK && json) {
+	if (rc == CLI_OK && json) {
 		json_t *o = key_json(k);
 		if (o) {
 			json_object_set_new(o, "key", json_string(plain));
 			json_object_set_new(o, "note",
 					    json_string("the key cannot be shown again"));
 		}
-		key_print_json(o);
-	} else if (rc == KEY_OK) {
+		cli_print_json(o);
+	} else if (rc == CLI_OK) {
 		char p[API_KEY_PERMS_STR_MAX];
 		if (api_key_perms_format(k->permissions, p, sizeof(p)) < 0)
 			p[0] = 0;
@@ -218,28 +167,28 @@ static int key_list(int argc, char **argv, const char *database, bool json)
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
-		case 'h': key_usage(stdout); return KEY_OK;
-		default: key_usage(stderr); return KEY_USAGE;
+		case 'h': key_usage(stdout); return CLI_OK;
+		default: key_usage(stderr); return CLI_USAGE;
 		}
 	}
 	if (optind < argc) {
 		key_usage(stderr);
-		return KEY_USAGE;
+		return CLI_USAGE;
 	}
 	struct store *st;
-	int rc = key_open_store(database, &st);
-	if (rc != KEY_OK)
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK)
 		return rc;
 	struct api_key *v = NULL;
 	size_t n = 0;
 	int r = api_key_list(st, &v, &n);
 	if (r < 0) {
-		rc = key_store_failure("listing keys", r);
+		rc = cli_store_failure("listing keys", r);
 	} else if (json) {
 		json_t *a = json_array();
 		for (size_t i = 0; a && i < n; i++)
 			json_array_append_new(a, key_json(&v[i]));
-		key_print_json(a);
+		cli_print_json(a);
 	} else {
 		printf("%-16s  %-7s  %-25s  %-25s  %-27s  %s\n", "IDENTIFIER", "REVOKED",
 		       "CREATED", "LAST USED", "PERMISSIONS", "SERVERS  DESCRIPTION");
@@ -248,8 +197,8 @@ static int key_list(int argc, char **argv, const char *database, bool json)
 			char p[API_KEY_PERMS_STR_MAX], created[32], used[32];
 			if (api_key_perms_format(k->permissions, p, sizeof(p)) < 0)
 				p[0] = 0;
-			key_iso_time(k->created_at, created);
-			key_iso_time(k->last_used_at, used);
+			cli_iso_time(k->created_at, created);
+			cli_iso_time(k->last_used_at, used);
 			printf("%-16s  %-7s  %-25s  %-25s  %-27s  ", k->identifier,
 			       k->revoked ? "yes" : "no", created, *used ? used : "never", p);
 			if (k->all_servers)
@@ -277,27 +226,27 @@ static int key_revoke(int argc, char **argv, const char *database, bool json)
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
-		case 'h': key_usage(stdout); return KEY_OK;
-		default: key_usage(stderr); return KEY_USAGE;
+		case 'h': key_usage(stdout); return CLI_OK;
+		default: key_usage(stderr); return CLI_USAGE;
 		}
 	}
 	if (optind + 1 != argc || !*argv[optind]) {
 		key_usage(stderr);
-		return KEY_USAGE;
+		return CLI_USAGE;
 	}
 	const char *ident = argv[optind];
 	struct store *st;
-	int rc = key_open_store(database, &st);
-	if (rc != KEY_OK)
+	int rc = cli_store_open(database, &st);
+	if (rc != CLI_OK)
 		return rc;
 	int r = api_key_revoke(st, ident, (int64_t)time(NULL));
 	if (r == -ENOENT || r == -EINVAL) {
 		fprintf(stderr, "amber: no API key '%s'\n", ident);
-		rc = KEY_NOTFOUND;
+		rc = CLI_NOTFOUND;
 	} else if (r < 0) {
-		rc = key_store_failure("revoking the key", r);
+		rc = cli_store_failure("revoking the key", r);
 	} else if (json) {
-		key_print_json(json_pack("{s:s, s:b}", "identifier", ident, "revoked", 1));
+		cli_print_json(json_pack("{s:s, s:b}", "identifier", ident, "revoked", 1));
 	} else {
 		printf("key %s revoked\n", ident);
 	}
@@ -310,7 +259,7 @@ int cli_key_main(int argc, char **argv, const char *database, bool json)
 {
 	if (argc < 1 || !argv[0]) {
 		key_usage(stderr);
-		return KEY_USAGE;
+		return CLI_USAGE;
 	}
 	const char *verb = argv[0];
 	if (strcmp(verb, "create") == 0)
@@ -321,8 +270,8 @@ int cli_key_main(int argc, char **argv, const char *database, bool json)
 		return key_revoke(argc, argv, database, json);
 	if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0) {
 		key_usage(stdout);
-		return KEY_OK;
+		return CLI_OK;
 	}
 	key_usage(stderr);
-	return KEY_USAGE;
+	return CLI_USAGE;
 }

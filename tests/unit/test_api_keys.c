@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The CLI's static functions, reached directly. */
-#include "cli/keys.c"
+/* `amber key`, from the ambercli library the amber program is built on. */
+#include "keys.h"
 
 #define SRV1 "0a1b2c3d-1111-4222-8333-444455556666"
 #define SRV2 "9f8e7d6c-aaaa-4bbb-8ccc-dddddddddddd"

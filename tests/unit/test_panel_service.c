@@ -25,9 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The CLI's admin commands are linked into the amber program only, not ambercore;
- * the test compiles them in to call them directly. */
-#include "cli/admin.c"
+/* The CLI's admin commands, from the ambercli library the amber program is built on. */
+#include "admin.h"
 
 #define S1 "11111111-1111-4111-8111-111111111111"	/* on node1 */
 #define S2 "22222222-2222-4222-8222-222222222222"	/* on node2 */
