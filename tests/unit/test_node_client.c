@@ -54,81 +54,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- the fake panel ---- */
-
-struct panel {
-	pid_t pid;
-	int in_fd, out_fd;
-	int port;
-	char *log;
-};
-
-static void panel_start(struct panel *p, const char *dir, const char *const *steps)
-{
-	static unsigned seq;
-	memset(p, 0, sizeof(*p));
-	ck_assert_int_ge(asprintf(&p->log, "%s/panel-%u.jsonl", dir, seq++), 0);
-	int in[2], out[2];
-	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-	char *script = fmt("%s/tests/tools/fake_panel.py", tu_env("AMBER_SOURCE_DIR", "."));
-	const char *argv[32] = { "python3", script, "--log", p->log, "--port", "0" };
-	size_t n = 6;
-	for (size_t i = 0; steps[i] && n < 31; i++)
-		argv[n++] = steps[i];
-	argv[n] = NULL;
-	fflush(NULL);
-	p->pid = fork();
-	ck_assert_int_ge(p->pid, 0);
-	if (p->pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		execvp("python3", (char *const *)argv);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	p->in_fd = in[1];
-	p->out_fd = out[0];
-	free(script);
-	struct pollfd pfd = { p->out_fd, POLLIN, 0 };
-	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "fake panel did not start");
-	char buf[32] = "";
-	ck_assert_int_gt(read(p->out_fd, buf, sizeof(buf) - 1), 0);
-	p->port = atoi(buf);
-	ck_assert_int_gt(p->port, 0);
-}
-
-static void panel_stop(struct panel *p)
-{
-	if (p->pid > 0) {
-		kill(p->pid, SIGTERM);
-		waitpid(p->pid, NULL, 0);
-		close(p->in_fd);
-		close(p->out_fd);
-	}
-	p->pid = 0;
-	free(p->log);
-	p->log = NULL;
-}
-
-/* Every recorded request, in order. */
-static json_t *panel_requests(const struct panel *p)
-{
-	json_t *all = json_array();
-	char *text = tu_read_file(p->log, NULL);
-	if (!text)
-		return all;
-	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		json_t *j = json_loads(line, 0, NULL);
-		ck_assert_msg(j != NULL, "bad log line %s", line);
-		json_array_append_new(all, j);
-	}
-	free(text);
-	return all;
-}
-
 /* ---- the node ---- */
 
 struct fx {
@@ -138,7 +63,7 @@ struct fx {
 	struct instance_set *set;
 	struct node_service *svc;
 	struct http_server *srv;
-	struct panel panel;
+	struct tu_panel panel;
 	struct node_client *nc;
 };
 
@@ -170,7 +95,7 @@ static void fx_start(struct fx *f, const char *const *panel_steps)
 	free(text);
 	ck_assert_msg(instance_set_open(f->cfg, f->reg, NULL, &f->set, &err) == 0, "%s", err);
 
-	panel_start(&f->panel, f->dir, panel_steps);
+	tu_panel_start(&f->panel, f->dir, 0, 0, panel_steps);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", f->panel.port);
 	struct node_service_config nc = {
@@ -203,7 +128,7 @@ static void fx_stop(struct fx *f)
 	instance_set_free(f->set);
 	config_free(f->cfg);
 	adapter_registry_free(f->reg);
-	panel_stop(&f->panel);
+	tu_panel_stop(&f->panel);
 	tu_rmrf(f->dir);
 	free(f->dir);
 	free(f->data);
@@ -291,7 +216,7 @@ START_TEST(create_restore_delete)
 	ck_assert_int_eq(st.http_status, 400);
 
 	/* the panel got the two reports */
-	json_t *r = panel_requests(&f.panel);
+	json_t *r = tu_panel_requests(&f.panel, NULL);
 	ck_assert_uint_eq(json_array_size(r), 2);
 	json_decref(r);
 	free(a);
@@ -362,7 +287,7 @@ START_TEST(node_errors)
 	ck_assert_int_eq(node_client_new(&cc, &c), -EINVAL);
 
 	/* nothing was accepted, so nothing was reported */
-	json_t *r = panel_requests(&f.panel);
+	json_t *r = tu_panel_requests(&f.panel, NULL);
 	ck_assert_uint_eq(json_array_size(r), 0);
 	json_decref(r);
 	fx_stop(&f);
@@ -379,7 +304,7 @@ START_TEST(one_job_per_server)
 	struct node_status st;
 	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", BACKUP1, NULL, &st), 0);
 	for (int i = 0; i < 200; i++) {
-		json_t *r = panel_requests(&f.panel);
+		json_t *r = tu_panel_requests(&f.panel, NULL);
 		size_t n = json_array_size(r);
 		json_decref(r);
 		if (n)
@@ -406,8 +331,8 @@ START_TEST(wire_format_and_odd_answers)
 	static const char *const steps[] = { "202", "500", "close", "close", "garbage",
 					     "close", "302", NULL };
 	char *dir = tu_mkdtemp("nodeclient");
-	struct panel p;
-	panel_start(&p, dir, steps);
+	struct tu_panel p;
+	tu_panel_start(&p, dir, 0, 0, steps);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
 	struct node_client *c = client_for(url, TOKEN, 0);
@@ -432,7 +357,7 @@ START_TEST(wire_format_and_odd_answers)
 			 -EPROTO);
 	ck_assert_int_eq(st.http_status, 302);
 
-	json_t *r = panel_requests(&p);
+	json_t *r = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(r), 7);
 	json_t *q = json_array_get(r, 0), *h = json_object_get(q, "headers");
 	ck_assert_str_eq(json_string_value(json_object_get(q, "method")), "POST");
@@ -472,7 +397,7 @@ START_TEST(wire_format_and_odd_answers)
 	json_decref(r);
 
 	node_client_free(c);
-	panel_stop(&p);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }

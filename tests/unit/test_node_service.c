@@ -37,85 +37,6 @@
 
 /* ---- the fake panel (as test_remote_client.c starts it) ---- */
 
-struct panel {
-	pid_t pid;
-	int in_fd, out_fd;
-	int port;
-	char *log;
-};
-
-static void panel_start(struct panel *p, const char *dir, int port, const char *const *steps)
-{
-	static unsigned seq;
-	memset(p, 0, sizeof(*p));
-	ck_assert_int_ge(asprintf(&p->log, "%s/panel-%u.jsonl", dir, seq++), 0);
-	int in[2], out[2];
-	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-	char *script = NULL, portbuf[16];
-	ck_assert_int_ge(asprintf(&script, "%s/tests/tools/fake_panel.py",
-				  tu_env("AMBER_SOURCE_DIR", ".")),
-			 0);
-	snprintf(portbuf, sizeof(portbuf), "%d", port);
-	const char *argv[32] = { "python3", script, "--log", p->log, "--port", portbuf };
-	size_t n = 6;
-	for (size_t i = 0; steps[i] && n < 31; i++)
-		argv[n++] = steps[i];
-	argv[n] = NULL;
-	fflush(NULL);
-	p->pid = fork();
-	ck_assert_int_ge(p->pid, 0);
-	if (p->pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		execvp("python3", (char *const *)argv);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	p->in_fd = in[1];
-	p->out_fd = out[0];
-	free(script);
-	struct pollfd pfd = { p->out_fd, POLLIN, 0 };
-	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "fake panel did not start");
-	char buf[32] = "";
-	ck_assert_int_gt(read(p->out_fd, buf, sizeof(buf) - 1), 0);
-	p->port = atoi(buf);
-	ck_assert_int_gt(p->port, 0);
-}
-
-static void panel_stop(struct panel *p)
-{
-	if (p->pid > 0) {
-		kill(p->pid, SIGTERM);
-		waitpid(p->pid, NULL, 0);
-		close(p->in_fd);
-		close(p->out_fd);
-	}
-	p->pid = 0;
-	free(p->log);
-	p->log = NULL;
-}
-
-/* The recorded requests whose path is exactly `path`. */
-static json_t *panel_requests(const struct panel *p, const char *path)
-{
-	json_t *all = json_array();
-	char *text = tu_read_file(p->log, NULL);
-	if (!text)
-		return all;
-	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		json_t *j = json_loads(line, 0, NULL);
-		ck_assert_msg(j != NULL, "bad log line %s", line);
-		if (!strcmp(json_string_value(json_object_get(j, "path")), path))
-			json_array_append(all, j);
-		json_decref(j);
-	}
-	free(text);
-	return all;
-}
-
 /* ---- the node ---- */
 
 struct fx {
@@ -126,7 +47,7 @@ struct fx {
 	struct node_service *svc;
 	struct http_server *srv;
 	unsigned port;
-	struct panel panel;
+	struct tu_panel panel;
 	int dead_port; /* > 0: panel_url points at a port nobody listens on */
 	unsigned max_jobs; /* 0: 2 */
 };
@@ -190,14 +111,14 @@ static void fx_start_jobs(struct fx *f, const char *const *panel_steps, unsigned
 
 	char url[64] = "";
 	if (panel_steps) {
-		panel_start(&f->panel, f->dir, 0, panel_steps);
+		tu_panel_start(&f->panel, f->dir, 0, 0, panel_steps);
 		snprintf(url, sizeof(url), "http://127.0.0.1:%d", f->panel.port);
 	} else {
 		/* a port a fake panel had and gave back: nothing listens there */
 		const char *steps[] = { "204", NULL };
-		panel_start(&f->panel, f->dir, 0, steps);
+		tu_panel_start(&f->panel, f->dir, 0, 0, steps);
 		f->dead_port = f->panel.port;
-		panel_stop(&f->panel);
+		tu_panel_stop(&f->panel);
 		snprintf(url, sizeof(url), "http://127.0.0.1:%d", f->dead_port);
 	}
 	struct node_service_config nc = {
@@ -232,7 +153,7 @@ static void fx_stop(struct fx *f)
 	instance_set_free(f->set);
 	config_free(f->cfg);
 	adapter_registry_free(f->reg);
-	panel_stop(&f->panel);
+	tu_panel_stop(&f->panel);
 	tu_rmrf(f->dir);
 	free(f->dir);
 	free(f->data);
@@ -384,7 +305,7 @@ START_TEST(auth_and_validation)
 	       "not found");
 
 	/* nothing was accepted, so nothing was reported */
-	json_t *r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
+	json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
 	ck_assert_uint_eq(json_array_size(r), 0);
 	json_decref(r);
 	fx_stop(&f);
@@ -412,7 +333,7 @@ START_TEST(create_report_restore_delete)
 	struct stat st;
 	ck_assert_int_eq(stat(stored, &st), 0);
 	char *sum = sha1_of(stored);
-	json_t *r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
+	json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
 	ck_assert_uint_eq(json_array_size(r), 1);
 	json_t *b = json_object_get(json_array_get(r, 0), "body");
 	ck_assert(json_is_true(json_object_get(b, "successful")));
@@ -445,7 +366,7 @@ START_TEST(create_report_restore_delete)
 	ck_assert_int_eq(stat(bin, &st), 0);
 	ck_assert_int_eq(st.st_size, 1 << 20);
 	free(bin);
-	r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP1 "/restore");
+	r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1 "/restore");
 	ck_assert_uint_eq(json_array_size(r), 1);
 	ck_assert(json_is_true(
 		json_object_get(json_object_get(json_array_get(r, 0), "body"), "successful")));
@@ -458,7 +379,7 @@ START_TEST(create_report_restore_delete)
 	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "failed");
 	ck_assert(json_is_false(json_object_get(j, "successful")));
 	json_decref(j);
-	r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP2 "/restore");
+	r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP2 "/restore");
 	ck_assert_uint_eq(json_array_size(r), 1);
 	ck_assert(json_is_false(
 		json_object_get(json_object_get(json_array_get(r, 0), "body"), "successful")));
@@ -493,7 +414,7 @@ START_TEST(one_job_per_server)
 	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 202, NULL);
 	/* wait until the report is on the wire */
 	for (int i = 0; i < 200; i++) {
-		json_t *r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
+		json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
 		size_t n = json_array_size(r);
 		json_decref(r);
 		if (n)
@@ -616,9 +537,9 @@ START_TEST(unreachable_panel_spools)
 
 	/* the panel comes back on the same address; a flush delivers the report */
 	static const char *const steps[] = { "204", NULL };
-	panel_start(&f.panel, f.dir, f.dead_port, steps);
+	tu_panel_start(&f.panel, f.dir, f.dead_port, 0, steps);
 	ck_assert_int_eq(node_service_flush_outbox(f.svc), 0);
-	json_t *r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
+	json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
 	ck_assert_uint_eq(json_array_size(r), 1);
 	json_t *b = json_object_get(json_array_get(r, 0), "body");
 	ck_assert(json_is_true(json_object_get(b, "successful")));
@@ -656,7 +577,7 @@ START_TEST(object_store_adapter)
 	char *wings_file = fmt("%s/%s.tar.gz", f.store, BACKUP1);
 	ck_assert_int_ne(access(wings_file, F_OK), 0);
 	free(wings_file);
-	json_t *r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
+	json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
 	ck_assert_uint_eq(json_array_size(r), 1);
 	json_t *b = json_object_get(json_array_get(r, 0), "body");
 	ck_assert(json_is_true(json_object_get(b, "successful")));
@@ -697,7 +618,7 @@ START_TEST(drain_reports_failures)
 	expect(&f, "POST", "/api/servers/" SERVER "/backup", BEARER, JSON,
 	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 202, NULL);
 	for (int i = 0; i < 400; i++) {
-		json_t *r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
+		json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
 		size_t n = json_array_size(r);
 		json_decref(r);
 		if (n)
@@ -708,7 +629,7 @@ START_TEST(drain_reports_failures)
 	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP2 "\",\"ignore\":\"\"}", 202, NULL);
 	ck_assert_int_eq(node_service_drain(f.svc, 0), -ETIMEDOUT);
 
-	json_t *r = panel_requests(&f.panel, "/api/remote/backups/" BACKUP2);
+	json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP2);
 	ck_assert_uint_eq(json_array_size(r), 1);
 	ck_assert(json_is_false(
 		json_object_get(json_object_get(json_array_get(r, 0), "body"), "successful")));

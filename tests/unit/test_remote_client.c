@@ -29,102 +29,15 @@
 #define UUID2 "5b2b3c4d-1111-4222-8333-944455556666"
 #define SHA1_HEX "0123456789abcdef0123456789abcdef01234567"
 
-/* ---- the fake panel ---- */
-
-struct panel {
-	pid_t pid;
-	int in_fd, out_fd; /* its stdin (EOF stops it) and stdout (the port) */
-	int port;
-	char *log;
-};
-
-/* Starts fake_panel.py with the steps (NULL-terminated). port 0: any free port. Waits
- * for the port line unless start_after delays the listening on purpose. */
-static void panel_start(struct panel *p, const char *dir, int port, double start_after,
-			const char *const *steps)
-{
-	static unsigned seq;
-	memset(p, 0, sizeof(*p));
-	ck_assert_int_ge(asprintf(&p->log, "%s/panel-%d-%u.jsonl", dir, (int)getpid(), seq++), 0);
-	int in[2], out[2];
-	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-	char *script = NULL, portbuf[16], afterbuf[32];
-	ck_assert_int_ge(asprintf(&script, "%s/tests/tools/fake_panel.py",
-				  tu_env("AMBER_SOURCE_DIR", ".")),
-			 0);
-	snprintf(portbuf, sizeof(portbuf), "%d", port);
-	snprintf(afterbuf, sizeof(afterbuf), "%.3f", start_after);
-	const char *argv[64] = { "python3", script, "--log", p->log, "--port", portbuf,
-				 "--start-after", afterbuf };
-	size_t n = 8;
-	for (size_t i = 0; steps[i] && n < 63; i++)
-		argv[n++] = steps[i];
-	argv[n] = NULL;
-	fflush(NULL);
-	p->pid = fork();
-	ck_assert_int_ge(p->pid, 0);
-	if (p->pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		execvp("python3", (char *const *)argv);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	p->in_fd = in[1];
-	p->out_fd = out[0];
-	free(script);
-	p->port = port;
-	if (start_after > 0)
-		return;
-	struct pollfd pfd = { p->out_fd, POLLIN, 0 };
-	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "fake panel did not start");
-	char buf[32] = "";
-	ssize_t r = read(p->out_fd, buf, sizeof(buf) - 1);
-	ck_assert_int_gt(r, 0);
-	p->port = atoi(buf);
-	ck_assert_int_gt(p->port, 0);
-}
-
-static void panel_stop(struct panel *p)
-{
-	if (p->pid > 0) {
-		kill(p->pid, SIGTERM);
-		waitpid(p->pid, NULL, 0);
-	}
-	close(p->in_fd);
-	close(p->out_fd);
-	p->pid = 0;
-}
-
 /* A port nothing listens on: one a fake panel had, and gave back. */
 static int dead_port(const char *dir)
 {
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "204", NULL };
-	panel_start(&p, dir, 0, 0, steps);
+	tu_panel_start(&p, dir, 0, 0, steps);
 	int port = p.port;
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	return port;
-}
-
-/* The recorded requests, as an array of objects. */
-static json_t *panel_requests(const struct panel *p)
-{
-	json_t *all = json_array();
-	char *text = tu_read_file(p->log, NULL);
-	if (!text)
-		return all;
-	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		json_t *j = json_loads(line, 0, NULL);
-		ck_assert_msg(j != NULL, "bad log line %s", line);
-		json_array_append_new(all, j);
-	}
-	free(text);
-	return all;
 }
 
 static const char *req_str(json_t *req, const char *key)
@@ -203,9 +116,9 @@ static const struct remote_part two_parts[] = { { "\"etag-one\"", 1 }, { "\"etag
 START_TEST(test_wire_format)
 {
 	char *dir = tu_mkdtemp("remote");
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "204", "204", "204", "204", "204", "parts:5242880", "204", NULL };
-	panel_start(&p, dir, 0, 0, steps);
+	tu_panel_start(&p, dir, 0, 0, steps);
 	struct remote_client *c = make_client(p.port, 2000, NULL, NULL);
 	struct remote_status st;
 
@@ -236,7 +149,7 @@ START_TEST(test_wire_format)
 	ck_assert_int_eq(remote_restore_report(c2, UUID2, true, NULL), 0);
 	remote_client_free(c2);
 
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 7);
 	for (size_t i = 0; i < 6; i++)
 		check_headers(json_array_get(reqs, i));
@@ -284,8 +197,7 @@ START_TEST(test_wire_format)
 
 	json_decref(reqs);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }
@@ -330,15 +242,15 @@ END_TEST
 static void run_retry_case(const char *const *steps, size_t want_requests)
 {
 	char *dir = tu_mkdtemp("remote");
-	struct panel p;
-	panel_start(&p, dir, 0, 0, steps);
+	struct tu_panel p;
+	tu_panel_start(&p, dir, 0, 0, steps);
 	struct remote_client *c = make_client(p.port, 5000, NULL, NULL);
 	struct remote_status st;
 	struct backup_report ok = { true, SHA1_HEX, 77, NULL, 0 };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &ok, &st), 0);
 	ck_assert_uint_eq(st.attempts, want_requests);
 	ck_assert_int_eq(st.http_status, 204);
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), want_requests);
 	/* every attempt is the same request */
 	const char *raw0 = req_str(json_array_get(reqs, 0), "raw");
@@ -348,8 +260,7 @@ static void run_retry_case(const char *const *steps, size_t want_requests)
 	}
 	json_decref(reqs);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }
@@ -380,20 +291,19 @@ START_TEST(test_retry_connection_refused)
 {
 	char *dir = tu_mkdtemp("remote");
 	int port = dead_port(dir);
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "204", NULL };
 	/* The panel comes up 0.7 s after the first attempt was refused. */
-	panel_start(&p, dir, port, 0.7, steps);
+	tu_panel_start(&p, dir, port, 0.7, steps);
 	struct remote_client *c = make_client(port, 5000, NULL, NULL);
 	struct remote_status st;
 	ck_assert_int_eq(remote_restore_report(c, UUID1, true, &st), 0);
 	ck_assert_uint_ge(st.attempts, 2);
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 1);
 	json_decref(reqs);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }
@@ -418,9 +328,9 @@ START_TEST(test_no_retry_on_4xx)
 	char *outbox = NULL;
 	ck_assert_int_ge(asprintf(&outbox, "%s/outbox", dir), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct panel p;
+		struct tu_panel p;
 		const char *steps[] = { cases[i].step, "204", NULL };
-		panel_start(&p, dir, 0, 0, steps);
+		tu_panel_start(&p, dir, 0, 0, steps);
 		struct remote_client *c = make_client(p.port, 5000, outbox, NULL);
 		struct remote_status st;
 		struct backup_report ok = { true, SHA1_HEX, 77, NULL, 0 };
@@ -432,12 +342,11 @@ START_TEST(test_no_retry_on_4xx)
 		ck_assert_msg(strstr(st.detail, cases[i].detail), "detail: %s", st.detail);
 		/* permanent refusals are not kept for later */
 		ck_assert(!st.spooled);
-		json_t *reqs = panel_requests(&p);
+		json_t *reqs = tu_panel_requests(&p, NULL);
 		ck_assert_uint_eq(json_array_size(reqs), 1);
 		json_decref(reqs);
 		remote_client_free(c);
-		panel_stop(&p);
-		free(p.log);
+		tu_panel_stop(&p);
 	}
 	ck_assert_int_ne(access(outbox, F_OK), 0); /* never even created */
 	free(outbox);
@@ -449,9 +358,9 @@ END_TEST
 START_TEST(test_budget_respected)
 {
 	char *dir = tu_mkdtemp("remote");
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "503", NULL };
-	panel_start(&p, dir, 0, 0, steps);
+	tu_panel_start(&p, dir, 0, 0, steps);
 	struct remote_client *c = make_client(p.port, 1500, NULL, NULL);
 	struct remote_status st;
 	double t0 = now_s();
@@ -461,12 +370,11 @@ START_TEST(test_budget_respected)
 	ck_assert_msg(dt >= 1.1 && dt < 2.5, "took %.2f s", dt);
 	ck_assert_uint_ge(st.attempts, 3);
 	ck_assert_int_eq(st.http_status, 503);
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), st.attempts);
 	json_decref(reqs);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }
@@ -475,13 +383,13 @@ END_TEST
 START_TEST(test_retry_after)
 {
 	char *dir = tu_mkdtemp("remote");
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "429:1", "204", NULL };
-	panel_start(&p, dir, 0, 0, steps);
+	tu_panel_start(&p, dir, 0, 0, steps);
 	struct remote_client *c = make_client(p.port, 3000, NULL, NULL);
 	struct remote_status st;
 	ck_assert_int_eq(remote_restore_report(c, UUID1, true, &st), 0);
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 2);
 	double gap = json_real_value(json_object_get(json_array_get(reqs, 1), "t")) -
 		     json_real_value(json_object_get(json_array_get(reqs, 0), "t"));
@@ -489,23 +397,21 @@ START_TEST(test_retry_after)
 	ck_assert_msg(gap >= 0.95, "second try after %.2f s", gap);
 	json_decref(reqs);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 
 	/* A Retry-After past the budget: give up at once instead of waiting for nothing. */
 	const char *steps2[] = { "429:30", "204", NULL };
-	panel_start(&p, dir, 0, 0, steps2);
+	tu_panel_start(&p, dir, 0, 0, steps2);
 	c = make_client(p.port, 2000, NULL, NULL);
 	double t0 = now_s();
 	ck_assert_int_eq(remote_restore_report(c, UUID1, true, &st), -EAGAIN);
 	ck_assert_msg(now_s() - t0 < 1.0, "waited %.2f s", now_s() - t0);
 	ck_assert_int_eq(st.http_status, 429);
-	reqs = panel_requests(&p);
+	reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 1);
 	json_decref(reqs);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }
@@ -530,9 +436,9 @@ START_TEST(test_cancel)
 	char *dir = tu_mkdtemp("remote");
 	char *outbox = NULL;
 	ck_assert_int_ge(asprintf(&outbox, "%s/outbox", dir), 0);
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "503:20", NULL };
-	panel_start(&p, dir, 0, 0, steps);
+	tu_panel_start(&p, dir, 0, 0, steps);
 	atomic_int flag = 0;
 	/* Retry-After 20 s inside a 30 s budget: only the flag can end the wait early. */
 	struct remote_client *c = make_client(p.port, 30000, outbox, &flag);
@@ -553,8 +459,7 @@ START_TEST(test_cancel)
 	free(spooled);
 	free(outbox);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }
@@ -626,9 +531,9 @@ START_TEST(test_outbox_down_then_up)
 	ck_assert_uint_eq(res.delivered, 0);
 	ck_assert_uint_eq(count_entries(outbox), 2);
 
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "204", NULL };
-	panel_start(&p, dir, port, 0, steps);
+	tu_panel_start(&p, dir, port, 0, steps);
 	struct cb_log log = { 0, 1 };
 	ck_assert_int_eq(remote_outbox_flush(c, outbox, count_cb, &log, &res), 0);
 	ck_assert_uint_eq(res.delivered, 2);
@@ -637,7 +542,7 @@ START_TEST(test_outbox_down_then_up)
 	ck_assert_int_eq(log.last_rc, 0);
 	ck_assert_uint_eq(count_entries(outbox), 0);
 
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 2);
 	/* name order: UUID1's backup report first; bodies exactly what was reported */
 	json_t *r = json_array_get(reqs, 0);
@@ -661,8 +566,7 @@ START_TEST(test_outbox_down_then_up)
 	ck_assert_int_eq(remote_outbox_flush(c, "/nonexistent/amber-outbox", NULL, NULL, &res), 0);
 
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	free(f1);
 	free(f2);
 	free(outbox);
@@ -688,13 +592,13 @@ START_TEST(test_outbox_replace)
 	/* one file per backup and kind: the newer backup report replaced the older */
 	ck_assert_uint_eq(count_entries(outbox), 2);
 
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "204", NULL };
-	panel_start(&p, dir, port, 0, steps);
+	tu_panel_start(&p, dir, port, 0, steps);
 	struct remote_outbox_result res;
 	ck_assert_int_eq(remote_outbox_flush(c, outbox, NULL, NULL, &res), 0);
 	ck_assert_uint_eq(res.delivered, 2);
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 2);
 	json_t *b = req_body(json_array_get(reqs, 0));
 	ck_assert(json_is_true(json_object_get(b, "successful")));
@@ -711,8 +615,7 @@ START_TEST(test_outbox_replace)
 	ck_assert_uint_eq(count_entries(outbox), 0);
 
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	free(outbox);
 	tu_rmrf(dir);
 	free(dir);
@@ -744,16 +647,16 @@ START_TEST(test_outbox_corrupt_and_rejected)
 	ck_assert_int_ge(asprintf(&note, "%s/README", outbox), 0);
 	tu_write_file(note, "x", 1, 0600);
 
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "400", NULL };
-	panel_start(&p, dir, 0, 0, steps);
+	tu_panel_start(&p, dir, 0, 0, steps);
 	struct remote_client *c = make_client(p.port, 2000, outbox, NULL);
 	struct remote_outbox_result res;
 	ck_assert_int_eq(remote_outbox_flush(c, outbox, NULL, NULL, &res), 0);
 	ck_assert_uint_eq(res.corrupt, 2);
 	ck_assert_uint_eq(res.rejected, 2); /* 400: dropped, never retried */
 	ck_assert_uint_eq(res.delivered + res.kept, 0);
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 2);
 	check_failure_body(req_body(json_array_get(reqs, 0)));
 	ck_assert_str_eq(req_str(json_array_get(reqs, 1), "raw"), "{\"successful\":true}");
@@ -775,8 +678,7 @@ START_TEST(test_outbox_corrupt_and_rejected)
 	ck_assert_uint_eq(res.corrupt + res.rejected + res.delivered + res.kept, 0);
 
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	free(bad1);
 	free(bad2);
 	free(claim);
@@ -793,7 +695,7 @@ END_TEST
 START_TEST(test_part_urls)
 {
 	char *dir = tu_mkdtemp("remote");
-	struct panel p;
+	struct tu_panel p;
 	const char *steps[] = { "parts:5242880",
 				"parts:5242880:7",
 				"garbage",
@@ -804,7 +706,7 @@ START_TEST(test_part_urls)
 				"json:{\"parts\":[\"http://a\",2,\"http://c\"],\"part_size\":5242880}",
 				"404",
 				NULL };
-	panel_start(&p, dir, 0, 0, steps);
+	tu_panel_start(&p, dir, 0, 0, steps);
 	struct remote_client *c = make_client(p.port, 2000, NULL, NULL);
 	struct remote_status st;
 	struct remote_part_urls u;
@@ -834,7 +736,7 @@ START_TEST(test_part_urls)
 	}
 	ck_assert_int_eq(remote_backup_part_urls(c, UUID1, size, &u, &st), -ENOENT);
 
-	json_t *reqs = panel_requests(&p);
+	json_t *reqs = tu_panel_requests(&p, NULL);
 	ck_assert_uint_eq(json_array_size(reqs), 8);
 	for (size_t i = 0; i < 8; i++) {
 		json_t *r = json_array_get(reqs, i);
@@ -844,8 +746,7 @@ START_TEST(test_part_urls)
 	}
 	json_decref(reqs);
 	remote_client_free(c);
-	panel_stop(&p);
-	free(p.log);
+	tu_panel_stop(&p);
 	tu_rmrf(dir);
 	free(dir);
 }

@@ -1,6 +1,8 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <poll.h>
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -144,4 +146,81 @@ int tu_run_suite(Suite *s)
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+void tu_panel_start(struct tu_panel *p, const char *dir, int port, double start_after,
+		    const char *const *steps)
+{
+	static unsigned seq;
+	memset(p, 0, sizeof(*p));
+	ck_assert_int_ge(asprintf(&p->log, "%s/panel-%d-%u.jsonl", dir, (int)getpid(), seq++), 0);
+	int in[2], out[2];
+	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+	char *script = NULL, portbuf[16], afterbuf[32];
+	ck_assert_int_ge(asprintf(&script, "%s/tests/tools/fake_panel.py",
+				  tu_env("AMBER_SOURCE_DIR", ".")),
+			 0);
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	snprintf(afterbuf, sizeof(afterbuf), "%.3f", start_after);
+	const char *argv[64] = { "python3", script, "--log", p->log, "--port", portbuf,
+				 "--start-after", afterbuf };
+	size_t n = 8;
+	for (size_t i = 0; steps && steps[i] && n < 63; i++)
+		argv[n++] = steps[i];
+	argv[n] = NULL;
+	fflush(NULL);
+	p->pid = fork();
+	ck_assert_int_ge(p->pid, 0);
+	if (p->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		execvp("python3", (char *const *)argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	p->in_fd = in[1];
+	p->out_fd = out[0];
+	free(script);
+	p->port = port;
+	if (start_after > 0)
+		return;
+	struct pollfd pfd = { p->out_fd, POLLIN, 0 };
+	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "fake panel did not start");
+	char buf[32] = "";
+	ck_assert_int_gt(read(p->out_fd, buf, sizeof(buf) - 1), 0);
+	p->port = atoi(buf);
+	ck_assert_int_gt(p->port, 0);
+}
+
+void tu_panel_stop(struct tu_panel *p)
+{
+	if (p->pid > 0) {
+		kill(p->pid, SIGTERM);
+		waitpid(p->pid, NULL, 0);
+		close(p->in_fd);
+		close(p->out_fd);
+	}
+	p->pid = 0;
+	free(p->log);
+	p->log = NULL;
+}
+
+json_t *tu_panel_requests(const struct tu_panel *p, const char *path)
+{
+	json_t *all = json_array();
+	char *text = p->log ? tu_read_file(p->log, NULL) : NULL;
+	if (!text)
+		return all;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(line, 0, NULL);
+		ck_assert_msg(j != NULL, "bad log line %s", line);
+		if (!path || !strcmp(json_string_value(json_object_get(j, "path")), path))
+			json_array_append(all, j);
+		json_decref(j);
+	}
+	free(text);
+	return all;
 }
