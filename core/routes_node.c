@@ -236,20 +236,39 @@ out:
 	return 0;
 }
 
+/* The checks every /api/servers/:server/backup/:backup route starts with, in Wings'
+ * order: auth, the server's directory, the backup uuid. Returns the server's root
+ * (caller frees), or NULL once it has answered. */
+static char *backup_route_begin(struct node_service *svc, struct http_request *req,
+				const char **ret_server, const char **ret_backup)
+{
+	if (check_auth(svc, req) < 0)
+		return NULL;
+	const char *server = http_request_param(req, "server");
+	const char *backup = http_request_param(req, "backup");
+	char *root = server_root(svc, req, server);
+	if (!root)
+		return NULL;
+	if (check_backup_uuid(req, backup) < 0) {
+		free(root);
+		return NULL;
+	}
+	*ret_server = server;
+	*ret_backup = backup;
+	return root;
+}
+
 /* POST /api/servers/:server/backup/:backup/restore {adapter, truncate_directory,
  * download_url} → 202, empty. */
 static int h_restore(struct http_request *req, void *ud)
 {
 	struct node_service *svc = ud;
-	if (check_auth(svc, req) < 0)
-		return 0;
-	const char *server = http_request_param(req, "server");
-	const char *backup = http_request_param(req, "backup");
-	char *root = server_root(svc, req, server);
+	const char *server, *backup;
+	char *root = backup_route_begin(svc, req, &server, &backup);
 	if (!root)
 		return 0;
 	json_t *body = NULL;
-	if (check_backup_uuid(req, backup) < 0 || http_require_json(req, &body) < 0) {
+	if (http_require_json(req, &body) < 0) {
 		free(root);
 		return 0;
 	}
@@ -296,18 +315,13 @@ out:
 static int h_delete(struct http_request *req, void *ud)
 {
 	struct node_service *svc = ud;
-	if (check_auth(svc, req) < 0)
-		return 0;
-	const char *server = http_request_param(req, "server");
-	const char *backup = http_request_param(req, "backup");
-	char *root = server_root(svc, req, server);
+	const char *server, *backup;
+	char *root = backup_route_begin(svc, req, &server, &backup);
 	if (!root)
 		return 0;
 	json_t *body = NULL;
 	struct instance *in = NULL;
 	size_t len = 0;
-	if (check_backup_uuid(req, backup) < 0)
-		goto out;
 	/* The panel sends no body (Wings deletes local backups only); a body may name
 	 * the instance the backup went to. */
 	http_request_body(req, &len);
@@ -366,16 +380,11 @@ static json_t *time_or_null(time_t t)
 static int h_status(struct http_request *req, void *ud)
 {
 	struct node_service *svc = ud;
-	if (check_auth(svc, req) < 0)
-		return 0;
-	const char *server = http_request_param(req, "server");
-	const char *backup = http_request_param(req, "backup");
-	char *root = server_root(svc, req, server);
+	const char *server, *backup;
+	char *root = backup_route_begin(svc, req, &server, &backup);
 	if (!root)
 		return 0;
 	free(root);
-	if (check_backup_uuid(req, backup) < 0)
-		return 0;
 	struct job_status st;
 	if (job_pool_snapshot(svc->pool, server, backup, &st) < 0) {
 		http_respond_error(req, 404, MSG_NO_BACKUP);
