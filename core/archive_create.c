@@ -617,11 +617,20 @@ static int create_visit(void *opaque, int dirfd, const char *name, const struct 
 struct hashing_sink {
 	struct hash *hash;
 	const struct amber_sink *next;
+	uint64_t written, max; /* max 0: no limit */
+	bool too_big;
 };
 
 static int hashing_write(void *opaque, const void *buf, size_t len)
 {
 	struct hashing_sink *hs = opaque;
+	/* Checked here, on the compressed bytes themselves, so the run stops at the block
+	 * that would pass the limit and the sink never holds more than it allows. */
+	if (hs->max && (len > hs->max || hs->written > hs->max - len)) {
+		hs->too_big = true;
+		return -EFBIG;
+	}
+	hs->written += len;
 	int r = hash_update(hs->hash, buf, len);
 	return r < 0 ? r : hs->next->write(hs->next->opaque, buf, len);
 }
@@ -681,7 +690,7 @@ static int run(struct creator *c, int root_fd, const struct gzip_parallel_opts *
 		close(root_fd);
 		return r;
 	}
-	struct hashing_sink hs = { hash, sink };
+	struct hashing_sink hs = { .hash = hash, .next = sink, .max = o->max_bytes };
 	struct amber_sink hsink = { hashing_write, &hs };
 	c->buf = malloc(READ_CHUNK);
 	if (!c->buf)
@@ -712,8 +721,9 @@ static int run(struct creator *c, int root_fd, const struct gzip_parallel_opts *
 		if (r == 0 && o->progress)
 			send_progress(c);
 	}
-	/* Joins the writer thread, the only other user of the hash. */
+	/* Joins the writer thread, the only other user of the hash (and of hs). */
 	gzip_parallel_free(c->gz);
+	c->res->too_big = hs.too_big;
 	if (r == 0)
 		r = hash_final(hash, c->res->sha1, c->res->sha256);
 	hash_free(hash);

@@ -3,6 +3,7 @@
 #ifndef AMBER_ARCHIVE_CREATE_H
 #define AMBER_ARCHIVE_CREATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "report.h"
@@ -35,6 +36,9 @@ struct archive_create_opts {
 	/* Polled between blocks; non-zero stops the run with -ECANCELED. */
 	int (*cancelled)(void *opaque);
 	void *cancelled_opaque;
+	/* Compressed bytes the sink may take; 0: no limit. The write that would pass it
+	 * never reaches the sink, and the run stops with -EFBIG and result.too_big set. */
+	uint64_t max_bytes;
 };
 
 struct archive_create_result {
@@ -43,6 +47,7 @@ struct archive_create_result {
 	uint64_t bytes_out;  /* compressed bytes handed to the sink */
 	uint8_t sha1[20];    /* of the compressed bytes */
 	uint8_t sha256[32];
+	bool too_big;        /* stopped at opts->max_bytes (the -EFBIG was not the sink's) */
 	struct report report; /* files that changed, shrank, grew or vanished */
 };
 

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,6 +86,7 @@ int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
 		.progress_opaque = req->progress_opaque,
 		.cancelled = create_cancelled,
 		.cancelled_opaque = ctx,
+		.max_bytes = req->max_bytes,
 	};
 	instance_lock(in);
 	amber_writer *w = NULL;
@@ -97,7 +99,12 @@ int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
 	struct writer_sink ws = { in, w, ctx };
 	struct amber_sink sink = { sink_write, &ws };
 	r = archive_create(&opts, &sink, ret);
-	if (r < 0 && !ctx->code)
+	if (r < 0 && ret->too_big)
+		host_ctx_set_error(ctx, host_errno_to_code(-EFBIG),
+				   "the archive grew past the maximum backup size of %" PRIu64
+				   " bytes",
+				   req->max_bytes);
+	else if (r < 0 && !ctx->code)
 		host_ctx_set_error(ctx, host_errno_to_code(r), "archiving %s: %s", req->root,
 				   strerror(-r));
 	if (r == 0) {
@@ -115,6 +122,26 @@ int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
 	instance_unlock(in);
 	ignore_rules_free(ignore);
 	return r;
+}
+
+int backup_estimate(const struct backup_create_req *req, struct amber_ctx *ctx,
+		    uint64_t *ret_bytes)
+{
+	*ret_bytes = 0;
+	struct ignore_rules *ignore = NULL;
+	int r = load_ignore(req, ctx, &ignore);
+	if (r < 0)
+		return r;
+	uint64_t bytes = 0, entries = 0;
+	r = archive_prewalk(req->root, ignore, &bytes, &entries);
+	ignore_rules_free(ignore);
+	if (r < 0) {
+		host_ctx_set_error(ctx, host_errno_to_code(r), "walking %s: %s", req->root,
+				   strerror(-r));
+		return r;
+	}
+	*ret_bytes = bytes + entries * BACKUP_ENTRY_OVERHEAD;
+	return 0;
 }
 
 struct reader_source {

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "archive_create.h"
 #include "archive_restore.h"
@@ -29,10 +30,19 @@ struct backup_create_req {
 	unsigned threads;
 	void (*progress)(void *opaque, const struct archive_progress *p);
 	void *progress_opaque;
+	/* Compressed bytes the archive may reach; 0: no limit. Past it the write is aborted
+	 * (nothing stored) and backup_create fails with -EFBIG, the limit on ctx->message. */
+	uint64_t max_bytes;
 };
 
 int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
 		  struct archive_create_result *ret);
+/* An upper bound on the uncompressed archive backup_create would write for req (the
+ * same ignore rules): file bytes plus BACKUP_ENTRY_OVERHEAD per entry for its header.
+ * Reads only metadata. 0 or a negative errno, the reason on ctx->message. */
+#define BACKUP_ENTRY_OVERHEAD 512u
+int backup_estimate(const struct backup_create_req *req, struct amber_ctx *ctx,
+		    uint64_t *ret_bytes);
 int backup_restore(struct instance *in, const char *key, const struct archive_restore_opts *opts,
 		   struct amber_ctx *ctx, struct archive_restore_result *ret);
 /* A missing object is -ENOENT; the caller decides whether that matters. */

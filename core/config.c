@@ -40,6 +40,18 @@ static const amber_config_field panel_schema[] = {
 	{ "part_size", AMBER_CFG_SIZE, 0, "5GiB", "multipart part size handed to nodes" },
 	{ "stuck_after", AMBER_CFG_DURATION, 0, "6h",
 	  "running backups without a report for this long are marked failed" },
+	{ "backup_limit", AMBER_CFG_INT, 0, "10",
+	  "backups a new server may keep (amber server add without --backup-limit)" },
+	{ "max_backup_size", AMBER_CFG_SIZE, 0, "10GiB",
+	  "a backup that grows past this is stopped and marked failed; 0: no limit" },
+	{ "throttle_limit", AMBER_CFG_INT, 0, "2",
+	  "backups a server may start within throttle_period; 0: no throttle" },
+	{ "throttle_period", AMBER_CFG_DURATION, 0, "10m", "the creation throttle's window" },
+	{ "retention", AMBER_CFG_DURATION, 0, "0s",
+	  "unlocked backups older than this are deleted; 0s: kept until deleted" },
+	{ "download_ttl", AMBER_CFG_DURATION, 0, "1h", "lifetime of a download URL" },
+	{ "node_timeout", AMBER_CFG_DURATION, 0, "15s", "whole request to a node" },
+	{ "node_connect_timeout", AMBER_CFG_DURATION, 0, "5s", "connecting to a node" },
 	{ 0 },
 };
 

@@ -401,6 +401,32 @@ int http_respond_error(struct http_request *req, unsigned status, const char *me
 	return http_respond_json(req, status, body);
 }
 
+int http_respond_panel_error(struct http_request *req, unsigned status, const char *code,
+			     const char *detail)
+{
+	char st[8];
+	snprintf(st, sizeof(st), "%u", status);
+	json_t *e = json_pack("{s:s, s:s, s:s}", "code", code, "status", st, "detail", detail);
+	if (e && status >= 500)
+		json_object_set_new(e, "meta", json_pack("{s:s}", "request_id", req->id));
+	json_t *body = e ? json_pack("{s:[o]}", "errors", e) : NULL;
+	if (!body)
+		return -ENOMEM;
+	return http_respond_json(req, status, body);
+}
+
+int http_json_bool(const json_t *v)
+{
+	if (json_is_boolean(v))
+		return json_is_true(v);
+	if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))
+		return (int)json_integer_value(v);
+	if (json_is_string(v) && (strcmp(json_string_value(v), "0") == 0 ||
+				  strcmp(json_string_value(v), "1") == 0))
+		return json_string_value(v)[0] == '1';
+	return -1;
+}
+
 int http_respond_empty(struct http_request *req, unsigned status)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);

@@ -116,6 +116,10 @@ int http_response_header(struct http_request *req, const char *name, const char 
 int http_respond_json(struct http_request *req, unsigned status, json_t *body);
 /* {"error":"message"}; 5xx bodies also carry "request_id", as Wings' captured errors. */
 int http_respond_error(struct http_request *req, unsigned status, const char *message);
+/* The panel's error form, {"errors":[{"code","status","detail"}]} (client and remote
+ * APIs); 5xx errors also carry "meta":{"request_id"}. */
+int http_respond_panel_error(struct http_request *req, unsigned status, const char *code,
+			     const char *detail);
 int http_respond_empty(struct http_request *req, unsigned status);
 /* Streams fd (ownership passes here; closed when sent or on error) of size bytes with
  * Content-Length, Accept-Ranges: bytes and, when download_name is set, an attachment
@@ -130,5 +134,9 @@ int http_respond_file(struct http_request *req, int fd, off_t size, const char *
  * jansson's message and position otherwise). On success *ret holds a new reference;
  * on failure the error response has been sent and a negative errno comes back. */
 int http_require_json(struct http_request *req, json_t **ret);
+
+/* A request field under the panel's (Laravel's) `boolean` rule: true, false, 1, 0, "1"
+ * and "0" are 1 or 0; anything else is -1. */
+int http_json_bool(const json_t *v);
 
 #endif

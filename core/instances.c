@@ -159,3 +159,13 @@ void instance_unlock(struct instance *in)
 	if (!(in->ops->caps & AMBER_CAP_CONCURRENT))
 		pthread_mutex_unlock(&in->serial);
 }
+
+int instance_call_off_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+	int pe = pthread_create(&t, NULL, fn, arg);
+	if (pe != 0)
+		return -pe;
+	pthread_join(t, NULL);
+	return 0;
+}

@@ -38,6 +38,10 @@ struct instance *instance_set_find(const struct instance_set *set, const char *n
 /* "a, b" (caller frees). */
 char *instance_set_names(const struct instance_set *set);
 
+/* The ABI promises adapters that their calls never run on the HTTP server's threads
+ * (THREADING rule 5): a request's adapter work runs fn(arg) on a thread of its own,
+ * joined before this returns. 0, or a negative errno if the thread cannot start. */
+int instance_call_off_thread(void *(*fn)(void *), void *arg);
 void instance_lock(struct instance *in);
 void instance_unlock(struct instance *in);
 

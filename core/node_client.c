@@ -16,6 +16,7 @@
 struct node_client {
 	char *base_url;
 	char *auth_header; /* "Authorization: Bearer <token>" */
+	char *request_id_header; /* "X-Request-Id: <id>"; NULL: none */
 	unsigned timeout_ms;
 	unsigned connect_timeout_ms;
 	bool insecure;
@@ -36,11 +37,20 @@ static bool header_safe(const char *s)
 	return true;
 }
 
+/* [A-Za-z0-9-]{1,64}: what the node itself would make up, so it logs the id verbatim. */
+static bool request_id_ok(const char *s)
+{
+	size_t n = strlen(s);
+	return n >= 1 && n <= 64 &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
 int node_client_new(const struct node_client_config *cfg, struct node_client **ret)
 {
 	*ret = NULL;
 	if (!cfg || !cfg->base_url || !cfg->token || !*cfg->token || !header_safe(cfg->token) ||
-	    !header_safe(cfg->base_url) || strchr(cfg->base_url, ' '))
+	    !header_safe(cfg->base_url) || strchr(cfg->base_url, ' ') ||
+	    (cfg->request_id && !request_id_ok(cfg->request_id)))
 		return -EINVAL;
 	if (strncasecmp(cfg->base_url, "http://", 7) != 0 &&
 	    strncasecmp(cfg->base_url, "https://", 8) != 0)
@@ -51,6 +61,12 @@ int node_client_new(const struct node_client_config *cfg, struct node_client **r
 	c->base_url = strdup(cfg->base_url);
 	if (!c->base_url || asprintf(&c->auth_header, "Authorization: Bearer %s", cfg->token) < 0) {
 		c->auth_header = NULL;
+		node_client_free(c);
+		return -ENOMEM;
+	}
+	if (cfg->request_id &&
+	    asprintf(&c->request_id_header, "X-Request-Id: %s", cfg->request_id) < 0) {
+		c->request_id_header = NULL;
 		node_client_free(c);
 		return -ENOMEM;
 	}
@@ -80,6 +96,7 @@ void node_client_free(struct node_client *c)
 		memset(c->auth_header, 0, strlen(c->auth_header));
 		free(c->auth_header);
 	}
+	free(c->request_id_header);
 	free(c->base_url);
 	free(c);
 }
@@ -146,6 +163,8 @@ static int map_status(long code)
 		return -ENOENT;
 	case 409:
 		return -EBUSY;
+	case 507:
+		return -ENOSPC;
 	default:
 		break;
 	}
@@ -219,6 +238,14 @@ static int perform(const struct node_client *c, const char *method, const char *
 		goto out;
 	}
 	hdrs = tmp;
+	if (c->request_id_header) {
+		tmp = curl_slist_append(hdrs, c->request_id_header);
+		if (!tmp) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		hdrs = tmp;
+	}
 	url = build_url(h, c, server, backup, suffix);
 	if (!url) {
 		rc = -ENOMEM;
@@ -326,11 +353,12 @@ static int perform_json(const struct node_client *c, const char *method, const c
 }
 
 int node_backup_create(struct node_client *c, const char *server, const char *adapter,
-		       const char *backup, const char *const *ignore_lines,
+		       const char *backup, const char *const *ignore_lines, uint64_t max_size,
 		       struct node_status *st)
 {
 	status_reset(st);
-	if (!c || !arg_ok(server) || !arg_ok(adapter) || !backup)
+	if (!c || !arg_ok(server) || !arg_ok(adapter) || !backup ||
+	    max_size > (uint64_t)INT64_MAX)
 		return -EINVAL;
 	size_t len = 0;
 	for (size_t i = 0; ignore_lines && ignore_lines[i]; i++)
@@ -352,6 +380,12 @@ int node_backup_create(struct node_client *c, const char *server, const char *ad
 	free(ignore);
 	if (!body)
 		return -EINVAL; /* jansson refuses strings that are not UTF-8 */
+	/* Left out when 0, so a stock Wings node sees the panel's usual body. */
+	if (max_size && json_object_set_new(body, "max_size",
+					    json_integer((json_int_t)max_size)) < 0) {
+		json_decref(body);
+		return -ENOMEM;
+	}
 	return perform_json(c, "POST", server, NULL, NULL, body, st);
 }
 

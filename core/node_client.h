@@ -25,6 +25,8 @@
  *   -ENOENT       404: unknown server, or (delete, status) unknown backup. The panel
  *                 treats a 404 on delete as success; the caller decides.
  *   -EBUSY        409: the server already has a job running on the node
+ *   -ENOSPC       507: the node's disk cannot hold the backup (create on a local
+ *                 instance; st->message says how much is needed and available)
  *   -EREMOTEIO    any other 4xx (413, 415, 422, ...)
  *   -EBADE        5xx: the node failed (503 while it drains included)
  *   -EPROTO       a status outside 2xx/4xx/5xx (1xx, 3xx)
@@ -42,6 +44,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct node_client;
 
@@ -54,6 +57,10 @@ struct node_client_config {
 	unsigned timeout_ms;         /* whole request; 0: 15000 */
 	unsigned connect_timeout_ms; /* 0: 5000, or timeout_ms when that is smaller */
 	bool insecure;               /* do not verify the node's TLS certificate */
+	/* Sent as X-Request-Id on every request, so the node's log lines carry the id of
+	 * the panel request that caused them. [A-Za-z0-9-]{1,64} (else -EINVAL); NULL:
+	 * none, the node makes one up. */
+	const char *request_id;
 };
 
 /* What came back, for the client API's answer and its logs. */
@@ -64,17 +71,20 @@ struct node_status {
 };
 
 /* Copies what it needs from cfg. 0, -EINVAL (no base URL, not http(s)://, a token
- * missing or with characters a header cannot carry) or -ENOMEM. */
+ * missing or with characters a header cannot carry, a malformed request_id) or
+ * -ENOMEM. */
 int node_client_new(const struct node_client_config *cfg, struct node_client **ret);
 void node_client_free(struct node_client *c);
 
 /* In every call st may be NULL; server and backup are the panel's UUIDs (sent
  * percent-encoded as path segments; the node validates them). */
 
-/* POST /api/servers/:server/backup {"adapter","uuid","ignore"}: ignore_lines is a
- * NULL-terminated array joined with '\n' as the panel does (NULL: ""). 202 → 0. */
+/* POST /api/servers/:server/backup {"adapter","uuid","ignore"[,"max_size"]}:
+ * ignore_lines is a NULL-terminated array joined with '\n' as the panel does (NULL: "").
+ * max_size: compressed bytes the archive may reach (Amber's node fails the backup past
+ * it); 0 leaves the field out (no limit), above INT64_MAX is -EINVAL. 202 → 0. */
 int node_backup_create(struct node_client *c, const char *server, const char *adapter,
-		       const char *backup, const char *const *ignore_lines,
+		       const char *backup, const char *const *ignore_lines, uint64_t max_size,
 		       struct node_status *st);
 /* POST /api/servers/:server/backup/:backup/restore
  * {"adapter","truncate_directory","download_url"} (download_url NULL: ""). 202 → 0. */

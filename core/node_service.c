@@ -195,7 +195,10 @@ static void journal_recover(struct node_service *svc)
 			continue;
 		int r;
 		if (kind == JOB_BACKUP) {
-			struct backup_report rep = { .successful = false };
+			struct backup_report rep = {
+				.successful = false,
+				.error = "the node stopped before the backup finished",
+			};
 			r = remote_outbox_put_backup(svc->outbox_dir, backup, &rep);
 		} else {
 			r = remote_outbox_put_restore(svc->outbox_dir, backup, false);
@@ -261,17 +264,22 @@ int node_run_backup(struct job *job, void *arg)
 		.level = ARCHIVE_LEVEL_FAST,
 		.progress = create_progress,
 		.progress_opaque = job,
+		.max_bytes = nj->max_size,
 	};
 	struct archive_create_result res;
 	memset(&res, 0, sizeof(res));
 	int r = backup_create(&req, &ctx, &res);
 
-	char sha1[2 * HASH_SHA1_LEN + 1] = "";
+	char sha1[2 * HASH_SHA1_LEN + 1] = "", sha256[2 * HASH_SHA256_LEN + 1] = "";
 	struct backup_report rep = { .successful = r == 0 };
 	if (r == 0) {
 		hash_hex(res.sha1, HASH_SHA1_LEN, sha1);
+		hash_hex(res.sha256, HASH_SHA256_LEN, sha256);
 		rep.checksum = sha1;
+		rep.sha256 = sha256;
 		rep.size = res.bytes_out;
+	} else {
+		rep.error = ctx_reason(&ctx, r);
 	}
 	char what[320];
 	int rr = send_backup_report(svc, job_cancel_flag(job), false, nj->backup, &rep, what,
@@ -356,7 +364,10 @@ static void on_discard(void *opaque, struct job *job, void *arg)
 	char what[320];
 	enum job_kind kind = job_get_kind(job);
 	if (kind == JOB_BACKUP) {
-		struct backup_report rep = { .successful = false };
+		struct backup_report rep = {
+			.successful = false,
+			.error = "the node shut down before the backup started",
+		};
 		send_backup_report(svc, NULL, true, nj->backup, &rep, what, sizeof(what));
 	} else if (kind == JOB_RESTORE) {
 		send_restore_report(svc, NULL, true, nj->backup, false, what, sizeof(what));

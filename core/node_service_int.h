@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct instance;
 struct instance_set;
@@ -47,6 +48,7 @@ struct node_job {
 	char *root;   /* <data_dir>/<server> */
 	char *ignore; /* create: the request's patterns; NULL: .pteroignore */
 	bool truncate;
+	uint64_t max_size; /* create: compressed bytes allowed; 0: no limit */
 };
 
 /* The journal of accepted jobs: a file per backup or restore from acceptance until its

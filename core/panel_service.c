@@ -49,28 +49,18 @@ static const char *const MSG_INTERNAL =
 
 /* ---- error bodies, as the panel's exception handler renders them ---- */
 
-static json_t *error_object(unsigned status, const char *code, const char *detail)
-{
-	char st[8];
-	snprintf(st, sizeof(st), "%u", status);
-	return json_pack("{s:s, s:s, s:s}", "code", code, "status", st, "detail", detail);
-}
-
 static int respond_error(struct http_request *req, unsigned status, const char *code,
 			 const char *detail)
 {
-	json_t *e = error_object(status, code, detail);
-	json_t *body = e ? json_pack("{s:[o]}", "errors", e) : NULL;
-	if (!body)
-		return -ENOMEM;
-	return http_respond_json(req, status, body);
+	return http_respond_panel_error(req, status, code, detail);
 }
 
 /* A 422 the way Laravel's validator reports one field (protocol §1.3). */
 static int respond_invalid(struct http_request *req, const char *field, const char *rule,
 			   const char *detail)
 {
-	json_t *e = error_object(422, "ValidationException", detail);
+	json_t *e = json_pack("{s:s, s:s, s:s}", "code", "ValidationException", "status", "422",
+			      "detail", detail);
 	if (e)
 		json_object_set_new(e, "meta", json_pack("{s:s, s:s}", "source_field", field,
 							  "rule", rule));
@@ -201,19 +191,6 @@ static int read_json_body(struct http_request *req, json_t **ret)
 	return 0;
 }
 
-/* Laravel's `boolean` rule: true, false, 1, 0, "1", "0". -1 when v is none of them. */
-static int as_bool(const json_t *v)
-{
-	if (json_is_boolean(v))
-		return json_is_true(v);
-	if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))
-		return (int)json_integer_value(v);
-	if (json_is_string(v) && (strcmp(json_string_value(v), "0") == 0 ||
-				  strcmp(json_string_value(v), "1") == 0))
-		return json_string_value(v)[0] == '1';
-	return -1;
-}
-
 static bool is_hex(const char *s, size_t len)
 {
 	if (strlen(s) != len)
@@ -225,18 +202,6 @@ static bool is_hex(const char *s, size_t len)
 }
 
 /* ---- GET /api/remote/backups/:uuid?size=N ---- */
-
-/* The ABI promises adapters that their calls never run on the HTTP server's threads
- * (THREADING rule 5): adapter work of a request runs on a thread of its own, joined. */
-static int off_http_thread(void *(*fn)(void *), void *arg)
-{
-	pthread_t t;
-	int pe = pthread_create(&t, NULL, fn, arg);
-	if (pe != 0)
-		return -pe;
-	pthread_join(t, NULL);
-	return 0;
-}
 
 struct presign_job {
 	struct instance *in;
@@ -375,7 +340,7 @@ static int h_upload_urls(struct http_request *req, void *userdata)
 		r = respond_internal(req, -ENOMEM);
 		goto out;
 	}
-	int pe = off_http_thread(presign_thread, &job);
+	int pe = instance_call_off_thread(presign_thread, &job);
 	if (pe == 0 && job.rc == 0 && job.new_upload_id.len) {
 		job.rc = store_backup_set_upload_id(svc->store, b->uuid, job.new_upload_id.data);
 		if (job.rc < 0) {
@@ -430,7 +395,7 @@ static int parse_status_report(struct http_request *req, json_t *j, struct statu
 {
 	memset(rep, 0, sizeof(*rep));
 	json_t *v = json_object_get(j, "successful");
-	int ok = v ? as_bool(v) : -1;
+	int ok = v ? http_json_bool(v) : -1;
 	if (!v || json_is_null(v))
 		return respond_invalid(req, "successful", "required",
 				       "The successful field is required."),
@@ -513,6 +478,16 @@ static int parse_status_report(struct http_request *req, json_t *j, struct statu
 				       "The checksum must be the hex digest of its checksum type "
 				       "(sha1 or sha256)."),
 		       -EINVAL;
+	/* Amber's nodes also send the SHA-256 the client API shows as sha256_hash. */
+	json_t *s256 = json_object_get(j, "sha256_hash");
+	if (s256 && !json_is_null(s256)) {
+		if (!json_is_string(s256) || !is_hex(json_string_value(s256), 64))
+			return respond_invalid(req, "sha256_hash", "hex",
+					       "The sha256_hash must be 64 hex digits."),
+			       -EINVAL;
+		if (!rep->sha256)
+			rep->sha256 = json_string_value(s256);
+	}
 	rep->size = (int64_t)json_integer_value(size);
 	if (json_is_array(parts) && !(rep->parts = json_dumps(parts, JSON_COMPACT)))
 		return respond_internal(req, -ENOMEM);
@@ -597,9 +572,9 @@ static int finish_upload(struct panel_service *svc, struct http_request *req,
 				.backup_uuid = b->uuid, .successful = rep->successful };
 	if (rep->successful && rep->parts)
 		j.parts = json_loads(rep->parts, 0, NULL);
-	int pe = off_http_thread(finish_thread, &j);
+	int pe = instance_call_off_thread(finish_thread, &j);
 	json_decref(j.parts);
-	r = pe != 0 ? -pe : j.rc;
+	r = pe != 0 ? pe : j.rc;
 	if (r < 0) {
 		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: %s the upload on instance %s: %s",
 			b->uuid, rep->successful ? "completing" : "aborting", in->name,
@@ -661,8 +636,27 @@ static int h_status(struct http_request *req, void *userdata)
 			strerror(-r));
 		r = respond_internal(req, r);
 	} else {
-		log_msg(LOG_LEVEL_INFO, "backup %s of server %s %s (%" PRId64 " bytes)", b->uuid,
-			s->uuid, rep.successful ? "completed" : "failed", rep.size);
+		/* Amber's nodes say why a backup failed; the client API shows it. */
+		const char *why = json_string_value(json_object_get(j, "error"));
+		if (!rep.successful && why && *why) {
+			char reason[512];
+			size_t n = strlen(why);
+			if (n >= sizeof(reason)) {
+				/* cut at a character boundary: the reason is shown as JSON */
+				n = sizeof(reason) - 1;
+				while (n > 0 && ((unsigned char)why[n] & 0xC0) == 0x80)
+					n--;
+			}
+			memcpy(reason, why, n);
+			reason[n] = 0;
+			int rr = store_backup_set_failure_reason(svc->store, b->uuid, reason);
+			if (rr < 0)
+				log_msg(LOG_LEVEL_WARNING, "backup %s: storing the failure reason: %s",
+					b->uuid, strerror(-rr));
+		}
+		log_msg(LOG_LEVEL_INFO, "backup %s of server %s %s (%" PRId64 " bytes)%s%s", b->uuid,
+			s->uuid, rep.successful ? "completed" : "failed", rep.size,
+			why && !rep.successful ? ": " : "", why && !rep.successful ? why : "");
 		r = http_respond_empty(req, 204);
 	}
 out:
@@ -688,7 +682,7 @@ static int h_restore(struct http_request *req, void *userdata)
 	if ((r = read_json_body(req, &j)) < 0)
 		return r;
 	json_t *v = json_object_get(j, "successful");
-	int ok = v ? as_bool(v) : -1;
+	int ok = v ? http_json_bool(v) : -1;
 	json_decref(j);
 	if (ok < 0)
 		return respond_invalid(req, "successful", v ? "boolean" : "required",

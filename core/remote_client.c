@@ -487,13 +487,39 @@ static bool hex_ok(const char *s)
 	return strspn(s, "0123456789abcdefABCDEF") == 40;
 }
 
+/* The reason may hold a file name in any encoding, which JSON cannot carry: bytes
+ * that are not valid UTF-8 become '?' rather than costing the whole report. */
+static json_t *reason_string(const char *s)
+{
+	json_t *j = json_string(s);
+	if (j)
+		return j;
+	char *copy = strdup(s);
+	if (!copy)
+		return NULL;
+	for (unsigned char *p = (unsigned char *)copy; *p; p++)
+		if (*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 static json_t *backup_body(const struct backup_report *r)
 {
-	if (!r->successful)
+	if (!r->successful) {
 		/* Wings reports a failure with an empty ArchiveDetails: every field at its Go
-		 * zero value and parts null. The panel ignores them when successful is false. */
-		return json_pack("{s:b, s:s, s:s, s:I, s:n}", "successful", 0, "checksum", "",
-				 "checksum_type", "", "size", (json_int_t)0, "parts");
+		 * zero value and parts null. The panel ignores them when successful is false
+		 * (and "error", which only Amber's panel reads). */
+		json_t *b = json_pack("{s:b, s:s, s:s, s:I, s:n}", "successful", 0, "checksum",
+				      "", "checksum_type", "", "size", (json_int_t)0, "parts");
+		if (b && r->error && *r->error &&
+		    json_object_set_new(b, "error", reason_string(r->error)) < 0) {
+			json_decref(b);
+			return NULL;
+		}
+		return b;
+	}
 	if (!hex_ok(r->checksum) || r->size > (uint64_t)INT64_MAX)
 		return NULL;
 	json_t *parts;
@@ -514,8 +540,14 @@ static json_t *backup_body(const struct backup_report *r)
 	}
 	if (!parts)
 		return NULL;
-	return json_pack("{s:b, s:s, s:s, s:I, s:o}", "successful", 1, "checksum", r->checksum,
-			 "checksum_type", "sha1", "size", (json_int_t)r->size, "parts", parts);
+	json_t *b = json_pack("{s:b, s:s, s:s, s:I, s:o}", "successful", 1, "checksum", r->checksum,
+			      "checksum_type", "sha1", "size", (json_int_t)r->size, "parts", parts);
+	if (b && r->sha256 && strlen(r->sha256) == 64 &&
+	    json_object_set_new(b, "sha256_hash", json_string(r->sha256)) < 0) {
+		json_decref(b);
+		return NULL;
+	}
+	return b;
 }
 
 static json_t *restore_body(bool successful)

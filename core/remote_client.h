@@ -83,11 +83,18 @@ struct backup_report {
 	/* S3 only: the parts used. NULL sends "parts": null (local backups, failures). */
 	const struct remote_part *parts;
 	size_t n_parts;
+	/* Why an unsuccessful backup failed, sent as "error" (an Amber field a stock panel
+	 * ignores); NULL or "": left out. Not sent for a successful one. */
+	const char *error;
+	/* hex SHA-256 of the archive, sent as "sha256_hash" with a successful report (an
+	 * Amber field: the client API shows it; a stock panel ignores it); NULL: left out. */
+	const char *sha256;
 };
 
 /* POST /api/remote/backups/<uuid>. A successful report sends checksum_type "sha1"; a
  * failed one is sent the way Wings sends it: checksum "", checksum_type "", size 0,
- * parts null, whatever r holds besides successful. */
+ * parts null, whatever r holds besides successful and error, plus "error" when
+ * r->error is set (bytes that are not UTF-8 become '?'). */
 int remote_backup_report(struct remote_client *c, const char *backup_uuid,
 			 const struct backup_report *r, struct remote_status *st);
 /* POST /api/remote/backups/<uuid>/restore {"successful": ...}. */

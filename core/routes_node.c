@@ -10,7 +10,12 @@
  *    request may be repeated against the restarted node;
  *  - restore answers 202 as Wings' code does (the seed's 204 is its doc's slip);
  *  - download: a missing, malformed or expired token → 401, a forged one → 403,
- *    replay or unknown server/backup → 404 (Wings: 500 for all bad tokens). */
+ *    replay or unknown server/backup → 404 (Wings: 500 for all bad tokens);
+ *  - Amber extensions a stock panel never sends: create's "max_size" (bytes; the job
+ *    fails once the archive passes it), the download token's "adapter" claim (a local
+ *    instance other than the default; unknown or not local → 404);
+ *  - create on a local instance whose disk cannot hold the archive's upper bound →
+ *    507 before any job (Wings lets the backup fail half-way). */
 #include "node_service.h"
 #include "node_service_int.h"
 
@@ -26,6 +31,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -33,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -185,7 +192,51 @@ static int submit(struct node_service *svc, struct http_request *req, struct nod
 	return r;
 }
 
-/* POST /api/servers/:server/backup {adapter, uuid, ignore} → 202, empty (as Wings). */
+/* A local instance's disk must hold the archive: with the uncompressed size as the
+ * bound (incompressible data stays that size) the backup cannot run out of space
+ * half-way. Object stores have no such limit to check. 0, or the 507 was sent. A walk
+ * or statvfs that fails skips the check: the job then reports what is wrong. */
+static int check_space(struct http_request *req, struct instance *in, const char *root,
+		       const char *ignore, uint64_t max_size)
+{
+	const char *dir = NULL;
+	if (!node_instance_is_local(in) ||
+	    adapter_config_get_string(in->config, "path", &dir) < 0 || !dir)
+		return 0;
+	struct statvfs vfs;
+	if (statvfs(dir, &vfs) < 0) {
+		log_msg(LOG_LEVEL_WARNING, "request %s: storage check of %s skipped: %s: %s",
+			http_request_id(req), in->name, dir, strerror(errno));
+		return 0;
+	}
+	struct amber_ctx ctx;
+	host_ctx_init(&ctx, in->ops->name, in->name, "estimate", http_request_id(req));
+	struct backup_create_req bq = { .instance = in, .root = root, .ignore = ignore };
+	uint64_t need = 0;
+	int r = backup_estimate(&bq, &ctx, &need);
+	if (r < 0) {
+		log_msg(LOG_LEVEL_WARNING, "request %s: storage check of %s skipped: %s",
+			http_request_id(req), in->name, ctx.message[0] ? ctx.message : strerror(-r));
+		return 0;
+	}
+	/* A limited backup is stopped before it stores more than its limit. */
+	if (max_size && max_size < need)
+		need = max_size;
+	uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	if (need <= avail)
+		return 0;
+	char *msg = str_printf("Not enough storage space for this backup: about %" PRIu64
+			       " bytes needed, %" PRIu64 " bytes available on %s.",
+			       need, avail, in->name);
+	log_msg(LOG_LEVEL_NOTICE, "request %s: backup refused: %s", http_request_id(req),
+		msg ? msg : "not enough storage space");
+	http_respond_error(req, 507, msg ? msg : "Not enough storage space for this backup.");
+	free(msg);
+	return -ENOSPC;
+}
+
+/* POST /api/servers/:server/backup {adapter, uuid, ignore[, max_size]} → 202, empty (as
+ * Wings; max_size is Amber's). */
 static int h_create(struct http_request *req, void *ud)
 {
 	struct node_service *svc = ud;
@@ -213,8 +264,21 @@ static int h_create(struct http_request *req, void *ud)
 		http_respond_error(req, 400, "The ignore field must be a string.");
 		goto out;
 	}
+	/* Amber's extension: the panel's per-backup size limit (a stock panel never sends
+	 * it). 0 or absent: no limit. */
+	json_t *max = json_object_get(body, "max_size");
+	if (max && !json_is_null(max) &&
+	    (!json_is_integer(max) || json_integer_value(max) < 0)) {
+		http_respond_error(req, 400, "The max_size field must be a non-negative integer "
+					     "(bytes).");
+		goto out;
+	}
 	in = find_instance(svc, req, json_object_get(body, "adapter"));
 	if (!in)
+		goto out;
+	const char *ig = json_string_value(ignore);
+	uint64_t max_size = json_is_integer(max) ? (uint64_t)json_integer_value(max) : 0;
+	if (check_space(req, in, root, ig, max_size) < 0)
 		goto out;
 	struct node_job *nj = job_new(svc, req, in, server, backup, root);
 	root = NULL;
@@ -222,7 +286,7 @@ static int h_create(struct http_request *req, void *ud)
 		http_respond_error(req, 500, MSG_INTERNAL);
 		goto out;
 	}
-	const char *ig = json_string_value(ignore);
+	nj->max_size = max_size;
 	if (ig && *ig && !(nj->ignore = strdup(ig))) {
 		node_job_free(nj);
 		http_respond_error(req, 500, MSG_INTERNAL);
@@ -461,6 +525,20 @@ static int h_download(struct http_request *req, void *ud)
 	char *root = uuid_is_canonical(server) ? str_printf("%s/%s", svc->data_dir, server) : NULL;
 	bool known = root && stat(root, &st) == 0 && S_ISDIR(st.st_mode);
 	free(root);
+	/* Amber's "adapter" claim names the instance the backup is in (a stock panel's
+	 * tokens have none: the default instance). Only local files can be served. */
+	struct instance *in = NULL;
+	const char *adapter = NULL;
+	r = jwt_claim_string(claims, "adapter", &adapter);
+	if (r == -ENOENT) {
+		in = node_default_instance(svc);
+	} else if (r == 0) {
+		in = instance_set_find(svc->instances, adapter);
+		if (!in || !node_instance_is_local(in))
+			known = false;
+	} else {
+		known = false;
+	}
 	if (!known || !uuid_is_canonical(backup)) {
 		http_respond_error(req, 404, MSG_DL_NOT_FOUND);
 		goto out;
@@ -481,7 +559,6 @@ static int h_download(struct http_request *req, void *ud)
 	}
 	/* The local adapter's files are served directly (sendfile, Range); other adapters
 	 * will stream through their readers once that path exists. */
-	struct instance *in = node_default_instance(svc);
 	const char *dir = NULL;
 	char key[NODE_KEY_MAX];
 	if (!in || !node_instance_is_local(in) ||

@@ -101,6 +101,20 @@ static const char *const migrations[] = {
 	") WITHOUT ROWID;"
 	"CREATE INDEX api_key_servers_server ON api_key_servers(server_uuid);"
 	"PRAGMA user_version = 2;",
+	/* 3: the client API. The panel must present a node's token to dispatch to it
+	 * (as Pterodactyl keeps daemon_token): the file is 0600, the token is never
+	 * printed. failure_reason: why a backup failed, as the node reported it.
+	 * backup_creations outlives deleted backups, because the creation throttle counts
+	 * them (protocol §5, "Create", step 1). */
+	"ALTER TABLE nodes ADD COLUMN token TEXT;"
+	"ALTER TABLE backups ADD COLUMN failure_reason TEXT;"
+	"CREATE TABLE backup_creations ("
+	"  backup_uuid TEXT PRIMARY KEY NOT NULL,"
+	"  server_uuid TEXT NOT NULL REFERENCES servers(uuid) ON DELETE CASCADE,"
+	"  created_at INTEGER NOT NULL"
+	");"
+	"CREATE INDEX backup_creations_server ON backup_creations(server_uuid, created_at);"
+	"PRAGMA user_version = 3;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -253,6 +267,26 @@ static int collect_rows(sqlite3_stmt *s, size_t sz, int (*from_row)(sqlite3_stmt
 		if (r < 0)
 			return r;
 	}
+}
+
+/* Runs sql, which takes one integer parameter or none, under the store's lock and
+ * collects its rows as collect_rows does: on failure *v and *n hold what was filled, for
+ * the caller's list_free. */
+static int select_rows(struct store *st, const char *sql, int64_t arg, size_t sz,
+		       int (*from_row)(sqlite3_stmt *, void *), void **v, size_t *n)
+{
+	*v = NULL;
+	*n = 0;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st, sql, &s);
+	if (r == 0 && sqlite3_bind_parameter_count(s) > 0)
+		r = bind_int(s, 1, arg);
+	if (r == 0)
+		r = collect_rows(s, sz, from_row, v, n);
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
 }
 
 static bool norm_short_id(const char *in, char out[STORE_SHORT_ID_LEN + 1])
@@ -442,7 +476,8 @@ int store_node_add(struct store *st, const char *name, const char *url, const ch
 
 	lock(st);
 	sqlite3_stmt *s;
-	r = prep(st, "INSERT INTO nodes (name, url, token_id, token_hash) VALUES (?, ?, ?, ?)",
+	r = prep(st,
+		 "INSERT INTO nodes (name, url, token_id, token_hash, token) VALUES (?, ?, ?, ?, ?)",
 		 &s);
 	if (r == 0)
 		r = bind_text(s, 1, name);
@@ -453,6 +488,8 @@ int store_node_add(struct store *st, const char *name, const char *url, const ch
 	if (r == 0)
 		r = map_rc(sqlite3_bind_blob(s, 4, h, sizeof(h), SQLITE_STATIC));
 	if (r == 0)
+		r = bind_text(s, 5, token);
+	if (r == 0)
 		r = step_done(s);
 	if (r == 0 && ret_id)
 		*ret_id = sqlite3_last_insert_rowid(st->db);
@@ -462,6 +499,41 @@ int store_node_add(struct store *st, const char *name, const char *url, const ch
 	return r;
 }
 
+int store_node_update(struct store *st, const char *name, const char *url, const char *token_id,
+		      const char *token)
+{
+	unsigned char h[TOKEN_HASH_LEN];
+	if (!name || !url || !token_id || !*token_id || strchr(token_id, '.') || !token || !*token)
+		return -EINVAL;
+	int r = token_hash(token, h);
+	if (r < 0)
+		return r;
+	lock(st);
+	sqlite3_stmt *s;
+	r = prep(st, "UPDATE nodes SET url = ?, token_id = ?, token_hash = ?, token = ? "
+		     "WHERE name = ?", &s);
+	if (r == 0)
+		r = bind_text(s, 1, url);
+	if (r == 0)
+		r = bind_text(s, 2, token_id);
+	if (r == 0)
+		r = map_rc(sqlite3_bind_blob(s, 3, h, sizeof(h), SQLITE_STATIC));
+	if (r == 0)
+		r = bind_text(s, 4, token);
+	if (r == 0)
+		r = bind_text(s, 5, name);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		r = -ENOENT;
+	sqlite3_finalize(s);
+	unlock(st);
+	OPENSSL_cleanse(h, sizeof(h));
+	return r;
+}
+
+#define NODE_COLS "id, name, url, token_id, token"
+
 static int node_from_row(sqlite3_stmt *s, struct store_node *n)
 {
 	n->id = sqlite3_column_int64(s, 0);
@@ -470,6 +542,8 @@ static int node_from_row(sqlite3_stmt *s, struct store_node *n)
 		r = dup_col(s, 2, &n->url);
 	if (r == 0)
 		r = dup_col(s, 3, &n->token_id);
+	if (r == 0)
+		r = dup_col(s, 4, &n->token);
 	return r;
 }
 
@@ -483,6 +557,9 @@ static void node_clear(struct store_node *n)
 	free(n->name);
 	free(n->url);
 	free(n->token_id);
+	if (n->token)
+		OPENSSL_cleanse(n->token, strlen(n->token));
+	free(n->token);
 }
 
 void store_node_free(struct store_node *n)
@@ -500,19 +577,18 @@ void store_node_list_free(struct store_node *v, size_t n)
 	free(v);
 }
 
-int store_node_get_by_token_id(struct store *st, const char *token_id, struct store_node **ret)
+/* One node by the column the statement's single parameter matches. */
+static int node_get(struct store *st, const char *sql, const char *text, int64_t id,
+		    struct store_node **ret)
 {
-	*ret = NULL;
-	if (!token_id)
-		return -EINVAL;
 	struct store_node *n = calloc(1, sizeof(*n));
 	if (!n)
 		return -ENOMEM;
 	lock(st);
 	sqlite3_stmt *s;
-	int r = prep(st, "SELECT id, name, url, token_id FROM nodes WHERE token_id = ?", &s);
+	int r = prep(st, sql, &s);
 	if (r == 0)
-		r = bind_text(s, 1, token_id);
+		r = text ? bind_text(s, 1, text) : bind_int(s, 1, id);
 	if (r == 0) {
 		int rc = sqlite3_step(s);
 		if (rc == SQLITE_ROW)
@@ -528,6 +604,20 @@ int store_node_get_by_token_id(struct store *st, const char *token_id, struct st
 	}
 	*ret = n;
 	return 0;
+}
+
+int store_node_get_by_token_id(struct store *st, const char *token_id, struct store_node **ret)
+{
+	*ret = NULL;
+	if (!token_id)
+		return -EINVAL;
+	return node_get(st, "SELECT " NODE_COLS " FROM nodes WHERE token_id = ?", token_id, 0, ret);
+}
+
+int store_node_get(struct store *st, int64_t id, struct store_node **ret)
+{
+	*ret = NULL;
+	return node_get(st, "SELECT " NODE_COLS " FROM nodes WHERE id = ?", NULL, id, ret);
 }
 
 int store_node_check_token(struct store *st, const char *token_id, const char *token,
@@ -579,24 +669,14 @@ int store_node_check_token(struct store *st, const char *token_id, const char *t
 
 int store_node_list(struct store *st, struct store_node **ret, size_t *ret_n)
 {
-	struct store_node *v = NULL;
-	size_t n = 0;
-	*ret = NULL;
-	*ret_n = 0;
-	lock(st);
-	sqlite3_stmt *s;
-	int r = prep(st, "SELECT id, name, url, token_id FROM nodes ORDER BY id", &s);
-	if (r == 0)
-		r = collect_rows(s, sizeof(*v), node_row, (void **)&v, &n);
-	sqlite3_finalize(s);
-	unlock(st);
+	int r = select_rows(st, "SELECT " NODE_COLS " FROM nodes ORDER BY id", 0, sizeof(**ret),
+			    node_row, (void **)ret, ret_n);
 	if (r < 0) {
-		store_node_list_free(v, n);
-		return r;
+		store_node_list_free(*ret, *ret_n);
+		*ret = NULL;
+		*ret_n = 0;
 	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	return r;
 }
 
 /* ---- servers ---- */
@@ -705,29 +785,16 @@ int store_server_get(struct store *st, const char *id, struct store_server **ret
 
 int store_server_list(struct store *st, int64_t node_id, struct store_server **ret, size_t *ret_n)
 {
-	struct store_server *v = NULL;
-	size_t n = 0;
-	*ret = NULL;
-	*ret_n = 0;
-	lock(st);
-	sqlite3_stmt *s;
-	int r = prep(st,
-		     "SELECT " SERVER_COLS " FROM servers WHERE ?1 <= 0 OR node_id = ?1 "
-		     "ORDER BY uuid",
-		     &s);
-	if (r == 0)
-		r = bind_int(s, 1, node_id);
-	if (r == 0)
-		r = collect_rows(s, sizeof(*v), server_row, (void **)&v, &n);
-	sqlite3_finalize(s);
-	unlock(st);
+	int r = select_rows(st,
+			    "SELECT " SERVER_COLS " FROM servers WHERE ?1 <= 0 OR node_id = ?1 "
+			    "ORDER BY uuid",
+			    node_id, sizeof(**ret), server_row, (void **)ret, ret_n);
 	if (r < 0) {
-		store_server_list_free(v, n);
-		return r;
+		store_server_list_free(*ret, *ret_n);
+		*ret = NULL;
+		*ret_n = 0;
 	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	return r;
 }
 
 /* 0 if a row with key exists in the query's table, -ENOENT if not. */
@@ -812,7 +879,7 @@ int store_servers_reset_state(struct store *st, int64_t node_id)
 
 #define BACKUP_COLS                                                                            \
 	"uuid, server_uuid, name, adapter, ignored, is_locked, state, is_successful, "         \
-	"checksum, sha256, bytes, upload_id, parts, created_at, completed_at"
+	"checksum, sha256, bytes, upload_id, parts, created_at, completed_at, failure_reason"
 
 static int backup_from_row(sqlite3_stmt *s, struct store_backup *b)
 {
@@ -849,6 +916,8 @@ static int backup_from_row(sqlite3_stmt *s, struct store_backup *b)
 		r = dup_col(s, 12, &b->parts);
 	b->created_at = col_int_or0(s, 13);
 	b->completed_at = col_int_or0(s, 14);
+	if (r == 0)
+		r = dup_col(s, 15, &b->failure_reason);
 	return r;
 }
 
@@ -868,6 +937,7 @@ static void backup_clear(struct store_backup *b)
 	free(b->sha256);
 	free(b->upload_id);
 	free(b->parts);
+	free(b->failure_reason);
 }
 
 void store_backup_free(struct store_backup *b)
@@ -885,15 +955,10 @@ void store_backup_list_free(struct store_backup *v, size_t n)
 	free(v);
 }
 
-int store_backup_create(struct store *st, const struct store_backup *b)
+/* The INSERTs of a new backup, inside the caller's lock (and transaction). */
+static int insert_backup(struct store *st, const char *u, const char *su,
+			 const struct store_backup *b)
 {
-	char u[STORE_UUID_LEN + 1], su[STORE_UUID_LEN + 1];
-	if (!b || !uuid_normalize(b->uuid, u) || !b->name || !b->adapter)
-		return -EINVAL;
-	if (!uuid_normalize(b->server_uuid, su))
-		return -ENOENT;
-
-	lock(st);
 	sqlite3_stmt *s;
 	int r = prep(st,
 		     "INSERT INTO backups (uuid, server_uuid, name, adapter, ignored, is_locked, "
@@ -915,6 +980,207 @@ int store_backup_create(struct store *st, const struct store_backup *b)
 		r = bind_int(s, 7, b->created_at);
 	if (r == 0)
 		r = step_done(s);
+	sqlite3_finalize(s);
+	s = NULL;
+	if (r == 0)
+		r = prep(st,
+			 "INSERT INTO backup_creations (backup_uuid, server_uuid, created_at) "
+			 "VALUES (?, ?, ?)",
+			 &s);
+	if (r == 0)
+		r = bind_text(s, 1, u);
+	if (r == 0)
+		r = bind_text(s, 2, su);
+	if (r == 0)
+		r = bind_int(s, 3, b->created_at);
+	if (r == 0)
+		r = step_done(s);
+	sqlite3_finalize(s);
+	return r;
+}
+
+int store_backup_create(struct store *st, const struct store_backup *b)
+{
+	char u[STORE_UUID_LEN + 1], su[STORE_UUID_LEN + 1];
+	if (!b || !uuid_normalize(b->uuid, u) || !b->name || !b->adapter)
+		return -EINVAL;
+	if (!uuid_normalize(b->server_uuid, su))
+		return -ENOENT;
+	lock(st);
+	int r = begin_write(st);
+	if (r == 0)
+		r = insert_backup(st, u, su, b);
+	r = finish(st, r);
+	unlock(st);
+	return r;
+}
+
+/* One integer from a statement with a single text parameter; -ENOENT without a row. */
+static int query_int(struct store *st, const char *sql, const char *text, int64_t arg2,
+		     int64_t *ret)
+{
+	sqlite3_stmt *s;
+	int r = prep(st, sql, &s);
+	if (r == 0)
+		r = bind_text(s, 1, text);
+	if (r == 0 && sqlite3_bind_parameter_count(s) >= 2)
+		r = bind_int(s, 2, arg2);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			*ret = col_int_or0(s, 0);
+		else
+			r = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* The checks of a client-API create, in the reference panel's order, inside the
+ * transaction that inserts: a refusal and an insert cannot race with another request
+ * for the same server. */
+static int create_checks(struct store *st, const char *su, struct store_create_check *c)
+{
+	sqlite3_stmt *s;
+	int r = prep(st, "SELECT backup_limit, state FROM servers WHERE uuid = ?", &s);
+	if (r == 0)
+		r = bind_text(s, 1, su);
+	char *state = NULL;
+	int64_t limit = 0;
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			limit = sqlite3_column_int64(s, 0);
+			r = dup_col(s, 1, &state);
+		} else {
+			r = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+		}
+	}
+	sqlite3_finalize(s);
+	if (r < 0)
+		return r;
+	bool busy_state = state != NULL;
+	free(state);
+	if (busy_state) {
+		c->refusal = STORE_CREATE_SERVER_BUSY;
+		return -ECANCELED;
+	}
+	if (c->throttle_limit > 0 && c->throttle_period > 0) {
+		/* Creations in the window that did not fail, deleted ones included. The
+		 * window frees up when the oldest of the newest `limit` leaves it. */
+		r = prep(st,
+			 "SELECT c.created_at FROM backup_creations c "
+			 "LEFT JOIN backups b ON b.uuid = c.backup_uuid "
+			 "WHERE c.server_uuid = ? AND c.created_at > ? "
+			 "AND (b.state IS NULL OR b.state <> 'failed') "
+			 "ORDER BY c.created_at DESC LIMIT 1 OFFSET ?",
+			 &s);
+		if (r == 0)
+			r = bind_text(s, 1, su);
+		if (r == 0)
+			r = bind_int(s, 2, c->now - c->throttle_period);
+		if (r == 0)
+			r = bind_int(s, 3, c->throttle_limit - 1);
+		if (r == 0) {
+			int rc = sqlite3_step(s);
+			if (rc == SQLITE_ROW) {
+				int64_t at = sqlite3_column_int64(s, 0);
+				c->retry_after = at + c->throttle_period - c->now;
+				if (c->retry_after < 1)
+					c->retry_after = 1;
+				c->refusal = STORE_CREATE_THROTTLED;
+				r = -ECANCELED;
+			} else if (rc != SQLITE_DONE) {
+				r = map_rc(rc);
+			}
+		}
+		sqlite3_finalize(s);
+		if (r < 0)
+			return r;
+	}
+	int64_t n = 0;
+	r = query_int(st, "SELECT count(*) FROM backups WHERE server_uuid = ? AND state <> 'failed'",
+		      su, 0, &n);
+	if (r < 0)
+		return r;
+	c->limit = limit;
+	if (limit <= 0 || n >= limit) {
+		c->refusal = STORE_CREATE_LIMIT;
+		return -ECANCELED;
+	}
+	r = query_int(st, "SELECT count(*) FROM backups WHERE server_uuid = ? AND state = 'running'",
+		      su, 0, &n);
+	if (r < 0)
+		return r;
+	if (n > 0) {
+		c->refusal = STORE_CREATE_RUNNING;
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+int store_backup_create_checked(struct store *st, const struct store_backup *b,
+				struct store_create_check *c)
+{
+	char u[STORE_UUID_LEN + 1], su[STORE_UUID_LEN + 1];
+	if (!b || !c || !uuid_normalize(b->uuid, u) || !b->name || !b->adapter)
+		return -EINVAL;
+	c->refusal = STORE_CREATE_OK;
+	c->retry_after = 0;
+	c->limit = 0;
+	if (!uuid_normalize(b->server_uuid, su))
+		return -ENOENT;
+	lock(st);
+	int r = begin_write(st);
+	if (r == 0)
+		r = create_checks(st, su, c);
+	if (r == 0)
+		r = insert_backup(st, u, su, b);
+	r = finish(st, r);
+	unlock(st);
+	return r;
+}
+
+int store_backup_discard(struct store *st, const char *uuid)
+{
+	char u[STORE_UUID_LEN + 1];
+	if (!uuid_normalize(uuid, u))
+		return -ENOENT;
+	lock(st);
+	int r = begin_write(st);
+	const char *const sql[] = { "DELETE FROM backups WHERE uuid = ?",
+				    "DELETE FROM backup_creations WHERE backup_uuid = ?" };
+	for (size_t i = 0; i < 2 && r == 0; i++) {
+		sqlite3_stmt *s;
+		r = prep(st, sql[i], &s);
+		if (r == 0)
+			r = bind_text(s, 1, u);
+		if (r == 0)
+			r = step_done(s);
+		sqlite3_finalize(s);
+	}
+	r = finish(st, r);
+	unlock(st);
+	return r;
+}
+
+int store_backup_set_failure_reason(struct store *st, const char *uuid, const char *reason)
+{
+	char u[STORE_UUID_LEN + 1];
+	if (!uuid_normalize(uuid, u))
+		return -ENOENT;
+	lock(st);
+	sqlite3_stmt *s;
+	int r = prep(st, "UPDATE backups SET failure_reason = ? WHERE uuid = ? AND state = 'failed'",
+		     &s);
+	if (r == 0)
+		r = bind_text(s, 1, reason);
+	if (r == 0)
+		r = bind_text(s, 2, u);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		r = -ENOENT;
 	sqlite3_finalize(s);
 	unlock(st);
 	return r;
@@ -1284,6 +1550,51 @@ int store_backups_fail_stuck(struct store *st, int64_t older_than, int64_t now)
 	if (r == 0) {
 		int64_t n = sqlite3_changes64(st->db);
 		r = n > INT_MAX ? INT_MAX : (int)n;
+	}
+	sqlite3_finalize(s);
+	unlock(st);
+	return r;
+}
+
+int store_backups_expired(struct store *st, int64_t older_than, int64_t now,
+			  struct store_backup **ret, size_t *ret_n)
+{
+	*ret = NULL;
+	*ret_n = 0;
+	int64_t before;
+	int r = cutoff(older_than, now, &before);
+	if (r == 0)
+		r = select_rows(st,
+				"SELECT " BACKUP_COLS " FROM backups WHERE is_locked = 0 AND "
+				"state <> 'running' AND created_at < ? ORDER BY created_at",
+				before, sizeof(**ret), backup_row, (void **)ret, ret_n);
+	if (r < 0) {
+		store_backup_list_free(*ret, *ret_n);
+		*ret = NULL;
+		*ret_n = 0;
+	}
+	return r;
+}
+
+int store_backup_creations_prune(struct store *st, int64_t older_than, int64_t now)
+{
+	int64_t before;
+	int r = cutoff(older_than, now, &before);
+	if (r < 0)
+		return r;
+	lock(st);
+	sqlite3_stmt *s;
+	r = prep(st,
+		 "DELETE FROM backup_creations WHERE created_at < ? AND backup_uuid NOT IN "
+		 "(SELECT uuid FROM backups)",
+		 &s);
+	if (r == 0)
+		r = bind_int(s, 1, before);
+	if (r == 0)
+		r = step_done(s);
+	if (r == 0) {
+		int64_t k = sqlite3_changes64(st->db);
+		r = k > INT_MAX ? INT_MAX : (int)k;
 	}
 	sqlite3_finalize(s);
 	unlock(st);

@@ -54,13 +54,21 @@ struct store_node {
 	char *name;
 	char *url;	/* base URL of the node API, e.g. https://node1.example:8080 */
 	char *token_id;
-	/* The token itself is never stored or returned: only its SHA-256. */
+	/* The token, for the panel to present to the node (the node API's Bearer); NULL
+	 * for nodes registered before schema 3. The remote API checks a SHA-256 of it. */
+	char *token;
 };
 
 /* Adds a node; *ret_id (may be NULL) gets its id. -EEXIST if the name or token_id is
  * already used. */
 int store_node_add(struct store *st, const char *name, const char *url, const char *token_id,
 		   const char *token, int64_t *ret_id);
+/* Replaces the address and credentials of the node with this name (the all-in-one
+ * daemon's "local" node follows its configuration). -ENOENT if there is none,
+ * -EEXIST if token_id belongs to another node. */
+int store_node_update(struct store *st, const char *name, const char *url, const char *token_id,
+		      const char *token);
+int store_node_get(struct store *st, int64_t id, struct store_node **ret);
 int store_node_get_by_token_id(struct store *st, const char *token_id, struct store_node **ret);
 /* Checks a presented token_id + token (the remote API's `Bearer <token_id>.<token>`).
  * 0 and *ret_node_id (may be NULL) on a match; -EACCES for a wrong token or an unknown
@@ -127,12 +135,43 @@ struct store_backup {
 	char *parts;		/* JSON array of {etag, part_number} as reported, or NULL */
 	int64_t created_at;
 	int64_t completed_at;	/* 0 while running */
+	char *failure_reason;	/* the node's reason for a failure, or NULL */
 };
 
 /* Creates a running backup from b's uuid, server_uuid, name, adapter, ignored (NULL ->
  * ""), is_locked and created_at; the other fields are ignored. -EEXIST on a duplicate
  * uuid, -ENOENT if the server does not exist, -EINVAL if the uuid is not canonical. */
 int store_backup_create(struct store *st, const struct store_backup *b);
+
+/* What a client-API create is checked against, and why it was refused. */
+enum store_create_refusal {
+	STORE_CREATE_OK = 0,
+	STORE_CREATE_SERVER_BUSY, /* the server has a state (restoring_backup, ...) */
+	STORE_CREATE_THROTTLED,   /* throttle_limit creations inside throttle_period */
+	STORE_CREATE_LIMIT,       /* backup_limit non-failed backups, or a limit of 0 */
+	STORE_CREATE_RUNNING,     /* a backup of the server is still running */
+};
+
+struct store_create_check {
+	int64_t now;
+	int64_t throttle_limit;   /* <= 0: no throttle */
+	int64_t throttle_period;  /* seconds; <= 0: no throttle */
+	/* out */
+	enum store_create_refusal refusal;
+	int64_t retry_after;      /* THROTTLED: seconds until a creation is allowed */
+	int64_t limit;            /* the server's backup_limit */
+};
+
+/* store_backup_create after the checks above, atomically with them: 0 created,
+ * -ECANCELED refused (c->refusal says why), -ENOENT no such server, else an error.
+ * Every creation is remembered for the throttle, also after the backup is deleted. */
+int store_backup_create_checked(struct store *st, const struct store_backup *b,
+				struct store_create_check *c);
+/* Undoes a create whose dispatch to the node failed: the row and its throttle entry
+ * go, as if the request had never been made. */
+int store_backup_discard(struct store *st, const char *uuid);
+/* Records why a failed backup failed; -ENOENT unless the backup exists and failed. */
+int store_backup_set_failure_reason(struct store *st, const char *uuid, const char *reason);
 int store_backup_get(struct store *st, const char *uuid, struct store_backup **ret);
 /* A server's backups, newest first (created_at, then insertion order), skipping offset
  * and returning at most limit (0: no limit). -ENOENT if the server does not exist. */
@@ -170,6 +209,13 @@ int store_backup_delete(struct store *st, const char *uuid, bool respect_lock);
 /* Marks failed every backup still running that was created more than older_than seconds
  * before now (Pterodactyl's prune_age). Returns how many, or a negative errno. */
 int store_backups_fail_stuck(struct store *st, int64_t older_than, int64_t now);
+/* Unlocked, finished (completed or failed) backups created more than older_than
+ * seconds before now, oldest first: the retention sweep's candidates. */
+int store_backups_expired(struct store *st, int64_t older_than, int64_t now,
+			  struct store_backup **ret, size_t *ret_n);
+/* Forgets creations of deleted backups older than older_than seconds (once they are
+ * past any throttle window). Returns how many, or a negative errno. */
+int store_backup_creations_prune(struct store *st, int64_t older_than, int64_t now);
 void store_backup_free(struct store_backup *b);
 void store_backup_list_free(struct store_backup *v, size_t n);
 

@@ -15,3 +15,11 @@ if(AMBER_VALGRIND_E2E AND NOT AMBER_SANITIZE)
   set_tests_properties(amberd_valgrind PROPERTIES
     ENVIRONMENT "${AMBER_TEST_ENV};AMBER_E2E_VALGRIND=1" TIMEOUT 900)
 endif()
+
+# The client API: two amberd processes (a panel with its local node, and a second node)
+# driven by python3-requests, curl and node's fetch.
+add_test(NAME client_api_e2e
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/client_api_e2e.py
+                 $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
+                 ${CMAKE_SOURCE_DIR})
+set_tests_properties(client_api_e2e PROPERTIES ENVIRONMENT "${AMBER_TEST_ENV}" TIMEOUT 900)

@@ -195,7 +195,7 @@ static void usage_server(FILE *f)
 	fputs("usage:\n"
 	      "  amber server add --uuid UUID --node NAME [--backup-limit N] [--json]\n"
 	      "  amber server list [--node NAME] [--json]\n"
-	      "A backup limit of 0 (the default, as in Pterodactyl) allows no backups.\n",
+	      "The backup limit defaults to [panel] backup_limit; 0 allows no backups.\n",
 	      f);
 }
 
@@ -236,7 +236,7 @@ static json_t *server_json(const struct store_server *s, const char *node)
 			 "backup_limit", (json_int_t)s->backup_limit, "state", s->state);
 }
 
-static int server_add(int argc, char **argv, const char *database, bool json)
+static int server_add(int argc, char **argv, const char *database, int64_t limit, bool json)
 {
 	static const struct option lo[] = {
 		{ "uuid", required_argument, 0, 'u' },	{ "node", required_argument, 0, 'n' },
@@ -244,7 +244,6 @@ static int server_add(int argc, char **argv, const char *database, bool json)
 		{ "help", no_argument, 0, 'h' },	{ 0, 0, 0, 0 },
 	};
 	const char *uuid = NULL, *node = NULL;
-	int64_t limit = 0;
 	int c;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -353,10 +352,11 @@ static int server_list(int argc, char **argv, const char *database, bool json)
 	return rc;
 }
 
-int cli_server_main(int argc, char **argv, const char *database, bool json)
+int cli_server_main(int argc, char **argv, const char *database, int64_t default_limit,
+		    bool json)
 {
 	if (argc >= 1 && strcmp(argv[0], "add") == 0)
-		return server_add(argc, argv, database, json);
+		return server_add(argc, argv, database, default_limit, json);
 	if (argc >= 1 && strcmp(argv[0], "list") == 0)
 		return server_list(argc, argv, database, json);
 	usage_server(stderr);

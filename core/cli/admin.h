@@ -10,13 +10,17 @@
 #define AMBER_CLI_ADMIN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* amber node add --name N --url U --token-id ID (--token T | --token-file F)
  * amber node list */
 int cli_node_main(int argc, char **argv, const char *database, bool json);
 /* amber server add --uuid U --node NAME [--backup-limit N]
- * amber server list [--node NAME] */
-int cli_server_main(int argc, char **argv, const char *database, bool json);
+ * amber server list [--node NAME]
+ * default_limit: the backup limit of a server added without --backup-limit
+ * ([panel] backup_limit). */
+int cli_server_main(int argc, char **argv, const char *database, int64_t default_limit,
+		    bool json);
 /* amber backups list [--server UUID] */
 int cli_backups_main(int argc, char **argv, const char *database, bool json);
 

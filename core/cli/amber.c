@@ -844,9 +844,11 @@ int main(int argc, char **argv)
 		const char *db = NULL;
 		int rc = session_open(&g, &s, OPEN_NONE, NULL);
 		if (rc == EXIT_OK) {
+			int64_t limit = 0;
 			adapter_config_get_string(s.cfg->panel, "database", &db);
+			adapter_config_get_int(s.cfg->panel, "backup_limit", &limit);
 			rc = group[0] == 'n'   ? cli_node_main(sub_argc, sub_argv, db, g.json)
-			     : group[0] == 's' ? cli_server_main(sub_argc, sub_argv, db, g.json)
+			     : group[0] == 's' ? cli_server_main(sub_argc, sub_argv, db, limit, g.json)
 			     : group[0] == 'k' ? cli_key_main(sub_argc, sub_argv, db, g.json)
 					       : cli_backups_main(sub_argc, sub_argv, db, g.json);
 		}

@@ -1,4 +1,4 @@
-/* amberd: the node API and the remote API in one process (design.md §1). main() owns
+/* amberd: the node API, the remote API and the client API in one process (design.md §1). main() owns
  * every long-lived object; signals are taken by this thread only, with sigtimedwait,
  * so no handler ever runs inside library code. */
 #include <curl/curl.h>
@@ -23,6 +23,7 @@
 #include "log.h"
 #include "node_service.h"
 #include "panel_service.h"
+#include "routes_client.h"
 #include "store.h"
 
 #define MAINTENANCE_INTERVAL_S 30
@@ -35,6 +36,7 @@ struct daemon {
 	struct store *store;
 	struct node_service *node;
 	struct panel_service *panel;
+	struct client_service *client;
 	struct http_server *http;
 	struct http_route *routes;
 	char *gen_token_id, *gen_token; /* generated credentials, when none are configured */
@@ -45,6 +47,7 @@ static void daemon_close(struct daemon *d)
 	http_server_free(d->http);
 	node_service_free(d->node);
 	panel_service_free(d->panel);
+	client_service_free(d->client);
 	store_close(d->store);
 	instance_set_free(d->instances);
 	adapter_registry_free(d->reg);
@@ -257,7 +260,9 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 	char url[300];
 	snprintf(url, sizeof(url), "http://%s", listen);
 	r = store_node_add(d->store, "local", url, token_id, token, &node_id);
-	if (r < 0 && r != -EEXIST) {
+	if (r == -EEXIST)
+		r = store_node_update(d->store, "local", url, token_id, token);
+	if (r < 0) {
 		if (asprintf(&err, "registering the local node in %s: %s", db, strerror(-r)) < 0)
 			err = NULL;
 		goto fail;
@@ -294,20 +299,48 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 	if (r < 0)
 		goto fail;
 
-	size_t nn, np;
+	uint64_t max_size = 0, throttle_ms = 0, retention_ms = 0, ttl_ms = 0, node_ms = 0,
+		 connect_ms = 0;
+	int64_t throttle_limit = 0;
+	adapter_config_get_size(panel, "max_backup_size", &max_size);
+	adapter_config_get_int(panel, "throttle_limit", &throttle_limit);
+	adapter_config_get_duration_ms(panel, "throttle_period", &throttle_ms);
+	adapter_config_get_duration_ms(panel, "retention", &retention_ms);
+	adapter_config_get_duration_ms(panel, "download_ttl", &ttl_ms);
+	adapter_config_get_duration_ms(panel, "node_timeout", &node_ms);
+	adapter_config_get_duration_ms(panel, "node_connect_timeout", &connect_ms);
+	struct client_service_config cc = {
+		.store = d->store,
+		.instances = d->instances,
+		.default_adapter = cfg_str(panel, "default_adapter"),
+		.max_backup_size = max_size,
+		.throttle_limit = throttle_limit,
+		.throttle_period_s = (int64_t)(throttle_ms / 1000),
+		.retention_s = (int64_t)(retention_ms / 1000),
+		.download_ttl_s = ttl_ms / 1000 > UINT32_MAX ? UINT32_MAX : (unsigned)(ttl_ms / 1000),
+		.node_timeout_ms = node_ms > UINT32_MAX ? UINT32_MAX : (unsigned)node_ms,
+		.node_connect_timeout_ms = connect_ms > UINT32_MAX ? UINT32_MAX : (unsigned)connect_ms,
+	};
+	r = client_service_new(&cc, &d->client, &err);
+	if (r < 0)
+		goto fail;
+
+	size_t nn, np, nc_;
 	const struct http_route *rn = node_service_routes(d->node, &nn);
 	const struct http_route *rp = panel_service_routes(d->panel, &np);
-	d->routes = calloc(nn + np, sizeof(*d->routes));
+	const struct http_route *rc = client_service_routes(d->client, &nc_);
+	d->routes = calloc(nn + np + nc_, sizeof(*d->routes));
 	if (!d->routes) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	memcpy(d->routes, rn, nn * sizeof(*rn));
 	memcpy(d->routes + nn, rp, np * sizeof(*rp));
+	memcpy(d->routes + nn + np, rc, nc_ * sizeof(*rc));
 	struct http_config hc = {
 		.listen = listen,
 		.routes = d->routes,
-		.n_routes = nn + np,
+		.n_routes = nn + np + nc_,
 		.access_log = access_log,
 		.error_log = http_error_log,
 	};
@@ -335,6 +368,7 @@ static void maintenance(struct daemon *d)
 		log_msg(LOG_LEVEL_WARNING, "%d backups had no report for too long and were marked "
 					   "failed", n);
 	store_download_uses_prune(d->store, 7 * 24 * 3600, (int64_t)time(NULL));
+	client_service_sweep(d->client, (int64_t)time(NULL));
 }
 
 static int run(struct daemon *d, const sigset_t *sigs)

@@ -33,20 +33,7 @@ VALGRIND = os.environ.get("AMBER_E2E_VALGRIND") == "1"
 LAUNCH = (["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
            "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
            AMBERD] if VALGRIND else [AMBERD])
-results = {"passed": 0, "failed": 0}
-
-
-def check(ok, what, detail=""):
-    results["passed" if ok else "failed"] += 1
-    print(("ok - " if ok else "not ok - ") + what + ("" if ok or not detail else f": {detail}"),
-          flush=True)
-    return ok
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from e2e_util import check, free_port, results  # noqa: E402
 
 
 work = tempfile.mkdtemp(prefix="amber-e2e-")

@@ -436,7 +436,9 @@ START_TEST(test_migrate_from_v1)
 	store_close(st);
 	/* what a database written before the keys existed looks like */
 	free(reader(db, "DROP INDEX api_key_servers_server; DROP TABLE api_key_servers; "
-			"DROP TABLE api_keys; PRAGMA user_version = 1;"));
+			"DROP TABLE api_keys; DROP TABLE backup_creations; "
+			"ALTER TABLE nodes DROP COLUMN token; "
+			"ALTER TABLE backups DROP COLUMN failure_reason; PRAGMA user_version = 1;"));
 	expect_reader(db, "PRAGMA user_version", "1");
 	expect_reader(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE \"api_key%\"", "0");
 

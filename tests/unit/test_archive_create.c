@@ -669,6 +669,54 @@ START_TEST(sink_failure_stops_everything_and_is_returned)
 }
 END_TEST
 
+START_TEST(max_bytes_stops_the_run_before_the_sink_passes_it)
+{
+	char *work = tu_mkdtemp("create");
+	char *src = join(work, "src");
+	fill_for_failure(src);
+	struct file_sink whole = { .fd = -1 };
+	struct archive_create_opts o1 = { .root = src, .threads = 2 };
+	struct amber_sink sink1 = { file_sink_write, &whole };
+	struct archive_create_result res;
+	ck_assert_int_eq(archive_create(&o1, &sink1, &res), 0);
+	ck_assert(!res.too_big);
+	archive_create_result_clear(&res);
+
+	/* exactly the archive's size fits */
+	struct file_sink s = { .fd = -1 };
+	struct archive_create_opts o = { .root = src, .threads = 2, .max_bytes = whole.written };
+	struct amber_sink sink = { file_sink_write, &s };
+	ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
+	ck_assert_uint_eq(s.written, whole.written);
+	ck_assert(!res.too_big);
+	archive_create_result_clear(&res);
+
+	/* one byte less, half, or a few KiB: stopped, and the sink never got past it */
+	const uint64_t limits[] = { whole.written - 1, whole.written / 2, 4096, 1 };
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		struct file_sink t = { .fd = -1 };
+		sink.opaque = &t;
+		o.max_bytes = limits[i];
+		ck_assert_int_eq(archive_create(&o, &sink, &res), -EFBIG);
+		ck_assert(res.too_big);
+		ck_assert_uint_le(t.written, limits[i]);
+		ck_assert_uint_eq(res.bytes_out, t.written);
+		archive_create_result_clear(&res);
+	}
+
+	/* a sink's own -EFBIG is not the limit's */
+	struct file_sink f = { .fd = -1, .fail_after = 1000, .fail_code = -EFBIG };
+	sink.opaque = &f;
+	o.max_bytes = 0;
+	ck_assert_int_eq(archive_create(&o, &sink, &res), -EFBIG);
+	ck_assert(!res.too_big);
+	archive_create_result_clear(&res);
+	tu_rmrf(work);
+	free(src);
+	free(work);
+}
+END_TEST
+
 static int cancel_after(void *opaque)
 {
 	unsigned *left = opaque;
@@ -923,6 +971,7 @@ int main(void)
 	tcase_add_test(tc, special_files_are_skipped_and_noted);
 	tcase_add_test(tc, ignore_rules_leave_out_files_and_whole_directories);
 	tcase_add_test(tc, root_errors);
+	tcase_add_test(tc, max_bytes_stops_the_run_before_the_sink_passes_it);
 	tcase_add_test(tc, unreadable_entries_are_noted_not_fatal);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);

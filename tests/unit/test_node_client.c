@@ -173,7 +173,7 @@ START_TEST(create_restore_delete)
 	struct node_status st;
 
 	const char *ignore[] = { "*.log", "cache/", NULL };
-	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", BACKUP1, ignore, &st), 0);
+	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", BACKUP1, ignore, 0, &st), 0);
 	ck_assert_int_eq(st.http_status, 202);
 	assert_request_id(&st);
 	ck_assert_str_eq(st.message, "");
@@ -238,7 +238,7 @@ START_TEST(node_errors)
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", http_server_port(f.srv));
 	struct node_client *bad = client_for(url, "wrong-token", 0);
-	ck_assert_int_eq(node_backup_create(bad, SERVER, "wings", BACKUP1, NULL, &st), -EACCES);
+	ck_assert_int_eq(node_backup_create(bad, SERVER, "wings", BACKUP1, NULL, 0, &st), -EACCES);
 	ck_assert_int_eq(st.http_status, 403);
 	ck_assert_msg(strstr(st.message, "not authorized"), "%s", st.message);
 	assert_request_id(&st);
@@ -248,21 +248,21 @@ START_TEST(node_errors)
 
 	/* unknown server: 404 */
 	ck_assert_int_eq(node_backup_create(f.nc, "12345678-2222-4333-8444-555555555555", "wings",
-					    BACKUP1, NULL, &st),
+					    BACKUP1, NULL, 0, &st),
 			 -ENOENT);
 	ck_assert_int_eq(st.http_status, 404);
 	ck_assert_msg(strstr(st.message, "does not exist"), "%s", st.message);
 	assert_request_id(&st);
 
 	/* bad uuids: 400 (the path one is percent-encoded, still one segment) */
-	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", "../../etc/x", NULL, &st),
+	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", "../../etc/x", NULL, 0, &st),
 			 -EINVAL);
 	ck_assert_int_eq(st.http_status, 400);
 	ck_assert_msg(strstr(st.message, "valid UUID"), "%s", st.message);
 	ck_assert_int_eq(node_backup_restore(f.nc, SERVER, "../x", "wings", false, NULL, &st),
 			 -EINVAL);
 	ck_assert_int_eq(st.http_status, 400);
-	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "s3", BACKUP1, NULL, &st), -EINVAL);
+	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "s3", BACKUP1, NULL, 0, &st), -EINVAL);
 	ck_assert_msg(strstr(st.message, "wings"), "%s", st.message);
 
 	/* status of a backup with no job: 404 */
@@ -271,7 +271,7 @@ START_TEST(node_errors)
 	ck_assert_ptr_null(j);
 
 	/* bad arguments: nothing sent */
-	ck_assert_int_eq(node_backup_create(f.nc, "", "wings", BACKUP1, NULL, &st), -EINVAL);
+	ck_assert_int_eq(node_backup_create(f.nc, "", "wings", BACKUP1, NULL, 0, &st), -EINVAL);
 	ck_assert_int_eq(st.http_status, 0);
 	ck_assert_int_eq(node_backup_delete(f.nc, SERVER, NULL, NULL, &st), -EINVAL);
 
@@ -302,7 +302,7 @@ START_TEST(one_job_per_server)
 	struct fx f;
 	fx_start(&f, steps);
 	struct node_status st;
-	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", BACKUP1, NULL, &st), 0);
+	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", BACKUP1, NULL, 0, &st), 0);
 	for (int i = 0; i < 200; i++) {
 		json_t *r = tu_panel_requests(&f.panel, NULL);
 		size_t n = json_array_size(r);
@@ -311,7 +311,7 @@ START_TEST(one_job_per_server)
 			break;
 		usleep(25 * 1000);
 	}
-	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", BACKUP2, NULL, &st), -EBUSY);
+	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "wings", BACKUP2, NULL, 0, &st), -EBUSY);
 	ck_assert_int_eq(st.http_status, 409);
 	ck_assert_msg(strstr(st.message, "already running"), "%s", st.message);
 	assert_request_id(&st);
@@ -340,7 +340,7 @@ START_TEST(wire_format_and_odd_answers)
 	json_t *j = NULL;
 
 	const char *ignore[] = { "*.log", "cache/", NULL };
-	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, ignore, &st), 0);
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, ignore, 0, &st), 0);
 	ck_assert_int_eq(st.http_status, 202);
 	ck_assert_int_eq(node_backup_delete(c, SERVER, BACKUP1, "wings", &st), -EBADE);
 	ck_assert_int_eq(st.http_status, 500);
@@ -403,6 +403,86 @@ START_TEST(wire_format_and_odd_answers)
 }
 END_TEST
 
+/* Amber's extensions: max_size in the create body (left out when 0), X-Request-Id on
+ * every request, 507 → -ENOSPC. The wire against fake_panel.py; the id's echo against
+ * the real node. */
+START_TEST(amber_extensions)
+{
+	static const char *const steps[] = { "202", "507", NULL };
+	char *dir = tu_mkdtemp("nodeclient");
+	struct tu_panel p;
+	tu_panel_start(&p, dir, 0, 0, steps);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
+	struct node_client_config cc = { .base_url = url, .token = TOKEN,
+					  .request_id = "panel-req-0042" };
+	struct node_client *c = NULL;
+	ck_assert_int_eq(node_client_new(&cc, &c), 0);
+	struct node_status st;
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, NULL, 123456789, &st),
+			 0);
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP2, NULL, 0, &st), -ENOSPC);
+	ck_assert_int_eq(st.http_status, 507);
+	/* past what JSON's integers carry: refused, nothing sent */
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP2, NULL,
+					    (uint64_t)INT64_MAX + 1, &st),
+			 -EINVAL);
+	ck_assert_int_eq(st.http_status, 0);
+	json_t *r = tu_panel_requests(&p, NULL);
+	ck_assert_uint_eq(json_array_size(r), 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *h = json_object_get(json_array_get(r, i), "headers");
+		ck_assert_str_eq(json_string_value(json_object_get(h, "x-request-id")),
+				 "panel-req-0042");
+	}
+	json_t *b = json_object_get(json_array_get(r, 0), "body");
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "max_size")), 123456789);
+	b = json_object_get(json_array_get(r, 1), "body");
+	ck_assert_ptr_null(json_object_get(b, "max_size"));
+	json_decref(r);
+	node_client_free(c);
+
+	/* ids a node would not log verbatim are refused */
+	const char *bad[] = { "", "has space", "semi;colon", "a\r\nX-Evil: 1",
+			      "0123456789012345678901234567890123456789012345678901234567890123456",
+			      NULL };
+	for (size_t i = 0; bad[i]; i++) {
+		cc.request_id = bad[i];
+		c = (struct node_client *)1;
+		ck_assert_msg(node_client_new(&cc, &c) == -EINVAL, "%s", bad[i]);
+		ck_assert_ptr_null(c);
+	}
+	/* without one, no header */
+	cc.request_id = NULL;
+	ck_assert_int_eq(node_client_new(&cc, &c), 0);
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, NULL, 0, &st), -ENOSPC);
+	r = tu_panel_requests(&p, NULL);
+	ck_assert_uint_eq(json_array_size(r), 3);
+	ck_assert_ptr_null(json_object_get(json_object_get(json_array_get(r, 2), "headers"),
+					   "x-request-id"));
+	json_decref(r);
+	node_client_free(c);
+	tu_panel_stop(&p);
+	tu_rmrf(dir);
+	free(dir);
+
+	/* the real node takes the id as its own and answers with it */
+	struct fx f;
+	fx_start(&f, (const char *const[]){ "204", NULL });
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", http_server_port(f.srv));
+	cc.base_url = url;
+	cc.request_id = "0123456789abcdef-ABCDEF";
+	ck_assert_int_eq(node_client_new(&cc, &c), 0);
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, NULL, 1u << 20, &st), 0);
+	ck_assert_str_eq(st.request_id, "0123456789abcdef-ABCDEF");
+	json_t *j = wait_job(c, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	node_client_free(c);
+	fx_stop(&f);
+}
+END_TEST
+
 /* A listening socket on 127.0.0.1 with a free port; *ret_port gets the port. */
 static int listener(int *ret_port)
 {
@@ -429,7 +509,7 @@ START_TEST(transport_errors)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	struct node_client *c = client_for(url, TOKEN, 0);
 	double t0 = now_s();
-	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, NULL, &st), -EHOSTUNREACH);
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, NULL, 0, &st), -EHOSTUNREACH);
 	ck_assert_int_eq(st.http_status, 0);
 	ck_assert_str_ne(st.message, "");
 	ck_assert(strstr(st.message, TOKEN) == NULL);
@@ -444,7 +524,7 @@ START_TEST(transport_errors)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	c = client_for(url, TOKEN, 1000);
 	t0 = now_s();
-	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, NULL, &st), -ETIMEDOUT);
+	ck_assert_int_eq(node_backup_create(c, SERVER, "wings", BACKUP1, NULL, 0, &st), -ETIMEDOUT);
 	double took = now_s() - t0;
 	ck_assert_msg(took >= 0.9 && took < 3.0, "timeout took %.2f s", took);
 	ck_assert_int_eq(st.http_status, 0);
@@ -469,6 +549,7 @@ int main(void)
 	tcase_add_test(tc, one_job_per_server);
 	tcase_add_test(tc, wire_format_and_odd_answers);
 	tcase_add_test(tc, transport_errors);
+	tcase_add_test(tc, amber_extensions);
 	suite_add_tcase(s, tc);
 	int rc = tu_run_suite(s);
 	curl_global_cleanup();

@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +54,12 @@ struct fx {
 	int dead_port; /* > 0: panel_url points at a port nobody listens on */
 	unsigned max_jobs; /* 0: 2 */
 };
+
+/* Per-test fixture variations (each test runs in its own forked process): a second
+ * local instance "disk2" storing in <dir>/store2, and a hook that runs once the
+ * directories exist and before the node starts (no thread has started yet). */
+static bool g_second_local;
+static void (*g_before_node)(struct fx *f);
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static char *fmt(const char *f, ...)
@@ -102,8 +111,13 @@ static void fx_start_jobs(struct fx *f, const char *const *panel_steps, unsigned
 	char *err = NULL;
 	ck_assert_msg(adapter_registry_load_file(f->reg, mem, &err) == 0, "%s", err);
 	free(mem);
-	char *text = fmt("[adapters.wings]\npath = \"%s\"\n\n[adapters.mem]\ntype = \"memory\"\n",
-			 f->store);
+	if (g_before_node)
+		g_before_node(f);
+	char *text = fmt("[adapters.wings]\npath = \"%s\"\n\n[adapters.mem]\ntype = \"memory\"\n"
+			 "%s%s%s",
+			 f->store, g_second_local ? "\n[adapters.disk2]\ntype = \"wings\"\n"
+						   "path = \"" : "",
+			 g_second_local ? f->dir : "", g_second_local ? "/store2\"\n" : "");
 	ck_assert_msg(config_load_text(text, strlen(text), "amber.toml", &f->cfg, &err) == 0,
 		      "%s", err);
 	free(text);
@@ -644,6 +658,223 @@ START_TEST(drain_reports_failures)
 }
 END_TEST
 
+/* Files directly in dir, hidden ones included. */
+static unsigned dir_entries(const char *dir)
+{
+	int st = 0;
+	char *out = tu_sh_out(&st, "ls -A '%s' 2>/dev/null | wc -l", dir);
+	unsigned n = (unsigned)atoi(out);
+	free(out);
+	return n;
+}
+
+START_TEST(max_size_limits_the_archive)
+{
+	static const char *const steps[] = { "204", NULL };
+	struct fx f;
+	fx_start(&f, steps, 2000);
+	const char *create = "/api/servers/" SERVER "/backup";
+	/* only a non-negative integer will do */
+	const char *bad[] = { "\"4096\"", "-1", "1.5", "true", "{}", NULL };
+	for (size_t i = 0; bad[i]; i++) {
+		char *body = fmt("{\"adapter\":\"wings\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\","
+				 "\"max_size\":%s}", bad[i]);
+		expect(&f, "POST", create, BEARER, JSON, body, 400,
+		       "max_size field must be a non-negative integer");
+		free(body);
+	}
+	/* 1 MiB of random bytes cannot fit in 4 KiB: the job fails, nothing is stored */
+	expect(&f, "POST", create, BEARER, JSON,
+	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\","
+	       "\"max_size\":4096}", 202, NULL);
+	json_t *j = wait_job(&f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "failed");
+	ck_assert(json_is_false(json_object_get(j, "successful")));
+	/* it stopped at the limit, not after compressing everything */
+	ck_assert_int_lt(json_integer_value(json_object_get(j, "bytes_written")), 4096 + 1);
+	json_decref(j);
+	ck_assert_uint_eq(dir_entries(f.store), 0);
+	json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	json_t *b = json_object_get(json_array_get(r, 0), "body");
+	ck_assert(json_is_false(json_object_get(b, "successful")));
+	ck_assert_str_eq(json_string_value(json_object_get(b, "error")),
+			 "the archive grew past the maximum backup size of 4096 bytes");
+	json_decref(r);
+
+	/* a limit it fits in, and 0 (no limit) */
+	expect(&f, "POST", create, BEARER, JSON,
+	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP2 "\",\"ignore\":\"\","
+	       "\"max_size\":10000000}", 202, NULL);
+	j = wait_job(&f, SERVER, BACKUP2);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	expect(&f, "POST", "/api/servers/" SERVER2 "/backup", BEARER, JSON,
+	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\","
+	       "\"max_size\":0}", 202, NULL);
+	j = wait_job(&f, SERVER2, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	ck_assert_uint_eq(dir_entries(f.store), 2);
+	r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP2);
+	b = json_object_get(json_array_get(r, 0), "body");
+	ck_assert(json_is_true(json_object_get(b, "successful")));
+	ck_assert_ptr_null(json_object_get(b, "error"));
+	json_decref(r);
+	fx_stop(&f);
+}
+END_TEST
+
+static bool g_small_store;
+
+/* The wings path on a 1 MiB tmpfs, in a mount namespace of this test's own (it needs
+ * root; the test says so and passes without it). */
+static void mount_small_store(struct fx *f)
+{
+	ck_assert_int_eq(mkdir(f->store, 0755), 0);
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", f->store, "tmpfs", 0, "size=1m") < 0) {
+		fprintf(stderr, "insufficient_storage: skipped, no tmpfs: %s\n", strerror(errno));
+		return;
+	}
+	g_small_store = true;
+}
+
+START_TEST(insufficient_storage)
+{
+	static const char *const steps[] = { "204", NULL };
+	struct fx f;
+	g_before_node = mount_small_store;
+	fx_start(&f, steps, 2000);
+	g_before_node = NULL;
+	if (!g_small_store) {
+		fx_stop(&f);
+		return;
+	}
+	struct statvfs vfs;
+	ck_assert_int_eq(statvfs(f.store, &vfs), 0);
+	unsigned long long avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+	/* SERVER holds 1 MiB of random bytes and a small file: more than the tmpfs */
+	const char *create = "/api/servers/" SERVER "/backup";
+	char *out = NULL;
+	unsigned st = req(&f, "POST", create, BEARER, JSON,
+			  "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", NULL,
+			  &out);
+	ck_assert_msg(st == 507, "%u %s", st, out);
+	json_t *j = json_loads(out, 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "error"));
+	ck_assert_ptr_nonnull(msg);
+	char *want = fmt(" bytes needed, %llu bytes available on wings.", avail);
+	ck_assert_msg(strncmp(msg, "Not enough storage space for this backup: about ", 48) == 0 &&
+			      strstr(msg, want),
+		      "%s", msg);
+	unsigned long long need = strtoull(msg + 48, NULL, 10);
+	ck_assert_uint_gt(need, (1u << 20) + 12);
+	ck_assert_uint_gt(need, avail);
+	free(want);
+	json_decref(j);
+	free(out);
+	/* no job, no report, nothing stored */
+	expect(&f, "GET", "/api/servers/" SERVER "/backup/" BACKUP1, BEARER, NULL, NULL, 404,
+	       NULL);
+	ck_assert_uint_eq(dir_entries(f.store), 0);
+	json_t *r = tu_panel_requests(&f.panel, NULL);
+	ck_assert_uint_eq(json_array_size(r), 0);
+	json_decref(r);
+
+	/* a limit below the free space bounds what the backup can take: accepted (and
+	 * then stopped at the limit, the random MiB being incompressible) */
+	expect(&f, "POST", create, BEARER, JSON,
+	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP2 "\",\"ignore\":\"\","
+	       "\"max_size\":65536}", 202, NULL);
+	j = wait_job(&f, SERVER, BACKUP2);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "failed");
+	json_decref(j);
+	ck_assert_uint_eq(dir_entries(f.store), 0);
+
+	/* the estimate applies the backup's ignore rules: without sub/ it fits... */
+	expect(&f, "POST", create, BEARER, JSON,
+	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"sub\"}", 202, NULL);
+	j = wait_job(&f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	/* ...and so does a .pteroignore when the request has none */
+	char *pi = fmt("%s/%s/.pteroignore", f.data, SERVER);
+	tu_write_file(pi, "sub/\n", 5, 0644);
+	free(pi);
+	expect(&f, "POST", create, BEARER, JSON,
+	       "{\"adapter\":\"wings\",\"uuid\":\"" BACKUP2 "\",\"ignore\":\"\"}", 202, NULL);
+	j = wait_job(&f, SERVER, BACKUP2);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	/* an object store is not checked against the local disk */
+	pi = fmt("%s/%s/.pteroignore", f.data, SERVER);
+	unlink(pi);
+	free(pi);
+	expect(&f, "POST", "/api/servers/" SERVER "/backup", BEARER, JSON,
+	       "{\"adapter\":\"mem\",\"uuid\":\"" BACKUP2 "\",\"ignore\":\"\"}", 202, NULL);
+	j = wait_job(&f, SERVER, BACKUP2);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	umount2(f.store, MNT_DETACH);
+	fx_stop(&f);
+}
+END_TEST
+
+static char *sign_adapter(const char *unique, json_t *adapter /* stolen */)
+{
+	json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "server_uuid", SERVER,
+			      "backup_uuid", BACKUP1, "unique_id", unique, "iat",
+			      (json_int_t)time(NULL), "exp", (json_int_t)time(NULL) + 900,
+			      "adapter", adapter);
+	char *tok = NULL;
+	ck_assert_int_eq(jwt_hs256_sign(c, TOKEN, strlen(TOKEN), &tok), 0);
+	json_decref(c);
+	return tok;
+}
+
+START_TEST(download_names_its_instance)
+{
+	static const char *const steps[] = { "204", NULL };
+	struct fx f;
+	g_second_local = true;
+	fx_start(&f, steps, 2000);
+	/* the backup is on disk2, not on the default instance */
+	expect(&f, "POST", "/api/servers/" SERVER "/backup", BEARER, JSON,
+	       "{\"adapter\":\"disk2\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 202, NULL);
+	json_t *j = wait_job(&f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	char *stored = fmt("%s/store2/%s.tar.gz", f.dir, BACKUP1);
+	char *out = fmt("%s/dl.tar.gz", f.dir);
+
+	/* unknown, not local, or not a string: 404, and the id is not spent */
+	char *tok = sign_adapter("uniqueid00000011", json_string("nope"));
+	ck_assert_uint_eq(download(&f, tok, NULL, out), 404);
+	free(tok);
+	tok = sign_adapter("uniqueid00000011", json_string("mem"));
+	ck_assert_uint_eq(download(&f, tok, NULL, out), 404);
+	free(tok);
+	tok = sign_adapter("uniqueid00000011", json_integer(1));
+	ck_assert_uint_eq(download(&f, tok, NULL, out), 404);
+	free(tok);
+	tok = sign_adapter("uniqueid00000011", json_string("disk2"));
+	ck_assert_uint_eq(download(&f, tok, NULL, out), 200);
+	ck_assert_int_eq(tu_sh("cmp -s '%s' '%s'", stored, out), 0);
+	free(tok);
+	/* "wings" named explicitly, or no claim (the default): not there */
+	tok = sign_adapter("uniqueid00000012", json_string("wings"));
+	ck_assert_uint_eq(download(&f, tok, NULL, out), 404);
+	free(tok);
+	tok = sign(SERVER, BACKUP1, "uniqueid00000013", (long long)time(NULL) + 900, TOKEN);
+	ck_assert_uint_eq(download(&f, tok, NULL, out), 404);
+	free(tok);
+	free(out);
+	free(stored);
+	fx_stop(&f);
+}
+END_TEST
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -657,6 +888,9 @@ int main(void)
 	tcase_add_test(tc, unreachable_panel_spools);
 	tcase_add_test(tc, object_store_adapter);
 	tcase_add_test(tc, drain_reports_failures);
+	tcase_add_test(tc, max_size_limits_the_archive);
+	tcase_add_test(tc, insufficient_storage);
+	tcase_add_test(tc, download_names_its_instance);
 	suite_add_tcase(s, tc);
 	int rc = tu_run_suite(s);
 	curl_global_cleanup();

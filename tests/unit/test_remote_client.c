@@ -122,15 +122,15 @@ START_TEST(test_wire_format)
 	struct remote_client *c = make_client(p.port, 2000, NULL, NULL);
 	struct remote_status st;
 
-	struct backup_report s3 = { true, SHA1_HEX, 10485761, two_parts, 2 };
+	struct backup_report s3 = { true, SHA1_HEX, 10485761, two_parts, 2, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &s3, &st), 0);
 	ck_assert_int_eq(st.http_status, 204);
 	ck_assert_uint_eq(st.attempts, 1);
 	ck_assert(!st.spooled);
-	struct backup_report local = { true, SHA1_HEX, 1234, NULL, 0 };
+	struct backup_report local = { true, SHA1_HEX, 1234, NULL, 0, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &local, &st), 0);
 	/* a failure report ignores whatever else the caller filled in */
-	struct backup_report fail = { false, "junk", 99, two_parts, 2 };
+	struct backup_report fail = { false, "junk", 99, two_parts, 2, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &fail, &st), 0);
 	ck_assert_int_eq(remote_restore_report(c, UUID2, true, &st), 0);
 	ck_assert_int_eq(remote_restore_report(c, UUID2, false, NULL), 0);
@@ -223,10 +223,10 @@ START_TEST(test_bad_arguments)
 	cfg.no_retry = true;
 	ck_assert_int_eq(remote_client_new(&cfg, &c), 0);
 	struct remote_status st;
-	struct backup_report ok = { true, SHA1_HEX, 1, NULL, 0 };
+	struct backup_report ok = { true, SHA1_HEX, 1, NULL, 0, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, "../etc", &ok, &st), -EINVAL);
 	ck_assert_uint_eq(st.attempts, 0);
-	struct backup_report bad_sum = { true, "xyz", 1, NULL, 0 };
+	struct backup_report bad_sum = { true, "xyz", 1, NULL, 0, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &bad_sum, &st), -EINVAL);
 	struct remote_part_urls urls;
 	ck_assert_int_eq(remote_backup_part_urls(c, UUID1, 0, &urls, &st), -EINVAL);
@@ -246,7 +246,7 @@ static void run_retry_case(const char *const *steps, size_t want_requests)
 	tu_panel_start(&p, dir, 0, 0, steps);
 	struct remote_client *c = make_client(p.port, 5000, NULL, NULL);
 	struct remote_status st;
-	struct backup_report ok = { true, SHA1_HEX, 77, NULL, 0 };
+	struct backup_report ok = { true, SHA1_HEX, 77, NULL, 0, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &ok, &st), 0);
 	ck_assert_uint_eq(st.attempts, want_requests);
 	ck_assert_int_eq(st.http_status, 204);
@@ -333,7 +333,7 @@ START_TEST(test_no_retry_on_4xx)
 		tu_panel_start(&p, dir, 0, 0, steps);
 		struct remote_client *c = make_client(p.port, 5000, outbox, NULL);
 		struct remote_status st;
-		struct backup_report ok = { true, SHA1_HEX, 77, NULL, 0 };
+		struct backup_report ok = { true, SHA1_HEX, 77, NULL, 0, NULL, NULL };
 		int rc = i % 2 ? remote_backup_report(c, UUID1, &ok, &st)
 			       : remote_restore_report(c, UUID1, false, &st);
 		ck_assert_int_eq(rc, cases[i].rc);
@@ -446,7 +446,7 @@ START_TEST(test_cancel)
 	pthread_t th;
 	ck_assert_int_eq(pthread_create(&th, NULL, cancel_later, &k), 0);
 	struct remote_status st;
-	struct backup_report ok = { true, SHA1_HEX, 5, NULL, 0 };
+	struct backup_report ok = { true, SHA1_HEX, 5, NULL, 0, NULL, NULL };
 	double t0 = now_s();
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &ok, &st), -ECANCELED);
 	ck_assert_msg(now_s() - t0 < 1.5, "cancel took %.2f s", now_s() - t0);
@@ -509,7 +509,7 @@ START_TEST(test_outbox_down_then_up)
 	struct remote_client *c = make_client(port, 400, outbox, NULL);
 
 	struct remote_status st;
-	struct backup_report s3 = { true, SHA1_HEX, 10485761, two_parts, 2 };
+	struct backup_report s3 = { true, SHA1_HEX, 10485761, two_parts, 2, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &s3, &st), -EAGAIN);
 	ck_assert(st.spooled);
 	ck_assert_int_eq(st.http_status, 0);
@@ -584,8 +584,8 @@ START_TEST(test_outbox_replace)
 	struct remote_client *c = make_client(port, 300, outbox, NULL);
 	struct remote_status st;
 
-	struct backup_report fail = { false, NULL, 0, NULL, 0 };
-	struct backup_report ok = { true, SHA1_HEX, 4242, NULL, 0 };
+	struct backup_report fail = { false, NULL, 0, NULL, 0, NULL, NULL };
+	struct backup_report ok = { true, SHA1_HEX, 4242, NULL, 0, NULL, NULL };
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &fail, &st), -EAGAIN);
 	ck_assert_int_eq(remote_backup_report(c, UUID1, &ok, &st), -EAGAIN);
 	ck_assert_int_eq(remote_restore_report(c, UUID1, true, &st), -EAGAIN);
@@ -622,12 +622,74 @@ START_TEST(test_outbox_replace)
 }
 END_TEST
 
+/* A failure's reason travels as "error": sent directly, and through the outbox (the
+ * spool keeps the body). A successful report never carries one. */
+START_TEST(test_failure_reason)
+{
+	char *dir = tu_mkdtemp("remote");
+	char *outbox = NULL;
+	ck_assert_int_ge(asprintf(&outbox, "%s/spool", dir), 0);
+	int port = dead_port(dir);
+	struct remote_client *c = make_client(port, 300, outbox, NULL);
+	struct remote_status st;
+	struct backup_report fail = { .successful = false,
+				      .error = "the archive grew past the maximum backup size "
+					       "of 4096 bytes" };
+	ck_assert_int_eq(remote_backup_report(c, UUID1, &fail, &st), -EAGAIN);
+	ck_assert(st.spooled);
+	/* a file name in Latin-1 in the reason: '?' for the bytes, the report still goes */
+	struct backup_report odd = { .successful = false, .error = "server/caf\xe9: gone" };
+	ck_assert_int_eq(remote_outbox_put_backup(outbox, UUID2, &odd), 0);
+	ck_assert_uint_eq(count_entries(outbox), 2);
+
+	struct tu_panel p;
+	const char *steps[] = { "204", NULL };
+	tu_panel_start(&p, dir, port, 0, steps);
+	struct remote_outbox_result res;
+	ck_assert_int_eq(remote_outbox_flush(c, outbox, NULL, NULL, &res), 0);
+	ck_assert_uint_eq(res.delivered, 2);
+	/* sent directly, and a success that was handed a reason anyway */
+	ck_assert_int_eq(remote_backup_report(c, UUID1, &fail, &st), 0);
+	const char *sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+	struct backup_report ok = { true, SHA1_HEX, 10, NULL, 0, "ignored", sha256 };
+	ck_assert_int_eq(remote_backup_report(c, UUID2, &ok, &st), 0);
+	/* an empty reason is left out: Wings' body exactly */
+	struct backup_report empty = { .successful = false, .error = "" };
+	ck_assert_int_eq(remote_backup_report(c, UUID2, &empty, &st), 0);
+
+	json_t *reqs = tu_panel_requests(&p, NULL);
+	ck_assert_uint_eq(json_array_size(reqs), 5);
+	for (size_t i = 0; i < 3; i++) {
+		json_t *r = json_array_get(reqs, i), *b = req_body(r);
+		const char *want = strcmp(req_str(r, "path"), "/api/remote/backups/" UUID1) == 0
+					   ? fail.error
+					   : "server/caf?: gone";
+		ck_assert_str_eq(json_string_value(json_object_get(b, "error")), want);
+		ck_assert(json_is_false(json_object_get(b, "successful")));
+		ck_assert_int_eq(json_object_size(b), 6);
+	}
+	ck_assert_ptr_null(json_object_get(req_body(json_array_get(reqs, 3)), "error"));
+	/* the SHA-256 rides along with a success, for the client API's sha256_hash */
+	ck_assert_str_eq(json_string_value(json_object_get(req_body(json_array_get(reqs, 3)),
+							   "sha256_hash")),
+			 sha256);
+	check_failure_body(req_body(json_array_get(reqs, 4)));
+	json_decref(reqs);
+
+	remote_client_free(c);
+	tu_panel_stop(&p);
+	free(outbox);
+	tu_rmrf(dir);
+	free(dir);
+}
+END_TEST
+
 START_TEST(test_outbox_corrupt_and_rejected)
 {
 	char *dir = tu_mkdtemp("remote");
 	char *outbox = NULL;
 	ck_assert_int_ge(asprintf(&outbox, "%s/spool", dir), 0);
-	struct backup_report fail = { false, NULL, 0, NULL, 0 };
+	struct backup_report fail = { false, NULL, 0, NULL, 0, NULL, NULL };
 	/* 1: garbage; 2: valid JSON, but says it is for another backup; 3: fine */
 	char *bad1 = spool_path(outbox, "1aaaaaaa-0000-0000-0000-000000000000", "backup");
 	char *bad2 = spool_path(outbox, "2aaaaaaa-0000-0000-0000-000000000000", "restore");
@@ -772,6 +834,7 @@ int main(void)
 	tcase_add_test(tc, test_outbox_down_then_up);
 	tcase_add_test(tc, test_outbox_replace);
 	tcase_add_test(tc, test_outbox_corrupt_and_rejected);
+	tcase_add_test(tc, test_failure_reason);
 	tcase_add_test(tc, test_part_urls);
 	suite_add_tcase(s, tc);
 	int rc = tu_run_suite(s);

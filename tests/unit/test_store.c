@@ -134,7 +134,7 @@ START_TEST(test_migrate_from_empty)
 	expect_reader(db,
 		      "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
 		      "WHERE type = 'table' ORDER BY name)",
-		      "api_key_servers,api_keys,backups,download_uses,nodes,servers");
+		      "api_key_servers,api_keys,backup_creations,backups,download_uses,nodes,servers");
 	/* the foreign keys the store relies on are declared */
 	expect_reader(db, "SELECT \"table\" FROM pragma_foreign_key_list('backups')", "servers");
 	expect_reader(db, "SELECT \"table\" FROM pragma_foreign_key_list('servers')", "nodes");
@@ -301,7 +301,8 @@ START_TEST(test_nodes)
 	ck_assert_int_eq(store_node_check_token(st, NULL, "tokA", NULL), -EACCES);
 	store_close(st);
 
-	/* only the SHA-256 is kept: compare with sha256sum, and find no plaintext */
+	/* the remote API checks the SHA-256 (compare with sha256sum); the token itself is
+	 * kept for the panel to call the node with, in a file only the owner reads */
 	int status = -1;
 	char *hex = tu_sh_out(&status, "printf %%s tokA | sha256sum | cut -c1-64");
 	ck_assert_int_eq(status, 0);
@@ -310,7 +311,10 @@ START_TEST(test_nodes)
 		*c = (char)(*c >= 'a' ? *c - 32 : *c);
 	expect_reader(db, "SELECT hex(token_hash) FROM nodes WHERE token_id = 'idA'", hex);
 	free(hex);
-	ck_assert_int_ne(tu_sh("grep -c tokA '%s'* >/dev/null", db), 0);
+	expect_reader(db, "SELECT token FROM nodes WHERE token_id = 'idA'", "tokA");
+	struct stat sb;
+	ck_assert_int_eq(stat(db, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0077, 0);
 
 	free(db);
 	tu_rmrf(dir);
@@ -694,6 +698,104 @@ START_TEST(test_fail_stuck)
 }
 END_TEST
 
+/* ---- the client API's create checks, discard, retention ---- */
+
+static int create_checked(struct store *st, const char *uuid, int64_t now,
+			  struct store_create_check *c)
+{
+	struct store_backup b = { .uuid = (char *)uuid, .server_uuid = SRV, .name = "n",
+				  .adapter = "wings", .created_at = now };
+	c->now = now;
+	c->throttle_limit = 2;
+	c->throttle_period = 600;
+	return store_backup_create_checked(st, &b, c);
+}
+
+START_TEST(test_create_checked)
+{
+	struct store *st = open_ok(":memory:");
+	int64_t node = add_node_server(st, SRV, 3);
+	const int64_t now = 1700000000;
+	char u[6][STORE_UUID_LEN + 1];
+	for (unsigned i = 0; i < 6; i++)
+		uuid_of(100 + i, i, u[i]);
+	struct store_create_check c;
+
+	/* the node's token comes back for dispatch, the hash still checks it */
+	struct store_node *n = NULL;
+	ck_assert_int_eq(store_node_get(st, node, &n), 0);
+	ck_assert_str_eq(n->token, "secret-token-1");
+	store_node_free(n);
+	ck_assert_int_eq(store_node_get(st, node + 1, &n), -ENOENT);
+
+	ck_assert_int_eq(create_checked(st, u[0], now, &c), 0);
+	/* one running: the second is refused, and not inserted */
+	ck_assert_int_eq(create_checked(st, u[1], now + 1, &c), -ECANCELED);
+	ck_assert_int_eq(c.refusal, STORE_CREATE_RUNNING);
+	struct store_backup *b = NULL;
+	ck_assert_int_eq(store_backup_get(st, u[1], &b), -ENOENT);
+	ck_assert_int_eq(store_backup_mark_completed(st, u[0], true, "ab", NULL, 1, NULL, now + 2), 0);
+	ck_assert_int_eq(create_checked(st, u[1], now + 10, &c), 0);
+	ck_assert_int_eq(store_backup_mark_completed(st, u[1], true, "ab", NULL, 1, NULL, now + 11), 0);
+	/* two inside ten minutes: throttled until the older one leaves the window */
+	ck_assert_int_eq(create_checked(st, u[2], now + 100, &c), -ECANCELED);
+	ck_assert_int_eq(c.refusal, STORE_CREATE_THROTTLED);
+	ck_assert_int_eq(c.retry_after, 500);
+	/* deleting does not give the slot back (the panel counts soft-deleted rows)... */
+	ck_assert_int_eq(store_backup_delete(st, u[0], true), 0);
+	ck_assert_int_eq(create_checked(st, u[2], now + 100, &c), -ECANCELED);
+	ck_assert_int_eq(c.refusal, STORE_CREATE_THROTTLED);
+	/* ...but a discarded create does */
+	ck_assert_int_eq(store_backup_discard(st, u[1]), 0);
+	ck_assert_int_eq(store_backup_get(st, u[1], &b), -ENOENT);
+	ck_assert_int_eq(create_checked(st, u[2], now + 100, &c), 0);
+	/* a failed backup counts neither for the throttle nor for the limit */
+	ck_assert_int_eq(store_backup_mark_failed(st, u[2], now + 101), 0);
+	ck_assert_int_eq(store_backup_set_failure_reason(st, u[2], "too big"), 0);
+	ck_assert_int_eq(store_backup_get(st, u[2], &b), 0);
+	ck_assert_str_eq(b->failure_reason, "too big");
+	store_backup_free(b);
+	ck_assert_int_eq(store_backup_set_failure_reason(st, u[5], "x"), -ENOENT);
+
+	/* the limit: 3 non-failed; throttle window passed */
+	int64_t later = now + 10000;
+	for (unsigned i = 3; i < 5; i++) {
+		ck_assert_int_eq(create_checked(st, u[i], later + i * 1000, &c), 0);
+		ck_assert_int_eq(store_backup_mark_completed(st, u[i], true, "ab", NULL, 1, NULL,
+							     later + i * 1000), 0);
+	}
+	ck_assert_int_eq(create_checked(st, u[5], later + 9000, &c), 0);
+	ck_assert_int_eq(store_backup_mark_completed(st, u[5], true, "ab", NULL, 1, NULL,
+						     later + 9000), 0);
+	char extra[STORE_UUID_LEN + 1];
+	uuid_of(200, 0, extra);
+	ck_assert_int_eq(create_checked(st, extra, later + 20000, &c), -ECANCELED);
+	ck_assert_int_eq(c.refusal, STORE_CREATE_LIMIT);
+	ck_assert_int_eq(c.limit, 3);
+
+	/* a restoring server refuses before anything else */
+	ck_assert_int_eq(store_server_set_state(st, SRV, "", "restoring_backup"), 0);
+	ck_assert_int_eq(create_checked(st, extra, later + 20000, &c), -ECANCELED);
+	ck_assert_int_eq(c.refusal, STORE_CREATE_SERVER_BUSY);
+	ck_assert_int_eq(store_server_set_state(st, SRV, NULL, NULL), 0);
+
+	/* retention candidates: unlocked, finished, old enough */
+	ck_assert_int_eq(store_backup_set_locked(st, u[3], true), 0);
+	struct store_backup *v = NULL;
+	size_t nv = 0;
+	ck_assert_int_eq(store_backups_expired(st, 3600, later + 5000 + 3600, &v, &nv), 0);
+	ck_assert_uint_eq(nv, 2); /* u[2] (failed) and u[4]; u[3] is locked */
+	ck_assert_str_eq(v[0].uuid, u[2]);
+	ck_assert_str_eq(v[1].uuid, u[4]);
+	store_backup_list_free(v, nv);
+
+	/* creations of deleted backups are forgotten once old */
+	ck_assert_int_eq(store_backup_creations_prune(st, 3600, now + 7200), 1);
+	ck_assert_int_eq(store_backup_creations_prune(st, 3600, now + 7200), 0);
+	store_close(st);
+}
+END_TEST
+
 /* ---- one-time download ids ---- */
 
 START_TEST(test_download_once_persisted)
@@ -767,7 +869,7 @@ START_TEST(test_injection_verbatim)
 	ck_assert_int_eq(store_node_check_token(st, "id'x' OR '1'='1", "t'; --", NULL), -EACCES);
 	store_close(st);
 
-	expect_reader(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'", "6");
+	expect_reader(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'", "7");
 	expect_reader(db, "SELECT name FROM backups", evil_name);
 	expect_reader(db, "SELECT count(*) FROM download_uses", "2");
 	free(db);
@@ -941,6 +1043,7 @@ int main(void)
 	tcase_add_test(tc, test_backups);
 	tcase_add_test(tc, test_pagination);
 	tcase_add_test(tc, test_fail_stuck);
+	tcase_add_test(tc, test_create_checked);
 	tcase_add_test(tc, test_download_once_persisted);
 	tcase_add_test(tc, test_injection_verbatim);
 	tcase_add_test(tc, test_threads_shared_store);
