@@ -29,6 +29,8 @@ static const amber_config_field node_schema[] = {
 	  "server directories: <data_dir>/<uuid>" },
 	{ "panel_url", AMBER_CFG_STRING, 0, NULL, "base URL of the panel's remote API" },
 	{ "max_concurrent_jobs", AMBER_CFG_INT, 0, "2", "backups and restores run at once" },
+	{ "http_threads", AMBER_CFG_INT, 0, "16",
+	  "HTTP worker threads; a client-API call holds one while it waits for a node" },
 	{ "state_dir", AMBER_CFG_STRING, 0, "/var/lib/amber/state",
 	  "node state: undelivered reports, used download tokens" },
 	{ 0 },

@@ -337,10 +337,16 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 	memcpy(d->routes, rn, nn * sizeof(*rn));
 	memcpy(d->routes + nn, rp, np * sizeof(*rp));
 	memcpy(d->routes + nn + np, rc, nc_ * sizeof(*rc));
+	int64_t http_threads = 16;
+	adapter_config_get_int(node, "http_threads", &http_threads);
 	struct http_config hc = {
 		.listen = listen,
 		.routes = d->routes,
 		.n_routes = nn + np + nc_,
+		/* A client-API request holds its thread while it calls a node, which in the
+		 * all-in-one default is this same server: the pool must have threads left
+		 * for those calls when many users act at once. */
+		.threads = http_threads > 0 && http_threads <= 1024 ? (unsigned)http_threads : 16,
 		.access_log = access_log,
 		.error_log = http_error_log,
 	};

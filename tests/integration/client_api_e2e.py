@@ -475,6 +475,25 @@ try:
                "delete while restoring: 409")
     check(u.wait_restored(s_big), "the big restore finishes")
 
+    # ---- many users at once: each request calls the node in this same daemon ----
+    crowd = [A.new_server(A, limit=5) for _ in range(10)]
+    answers = [None] * len(crowd)
+
+    def create_one(i):
+        answers[i] = u.create(crowd[i], name=f"crowd {i}")
+
+    threads = [threading.Thread(target=create_one, args=(i,)) for i in range(len(crowd))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    check(all(a is not None and a.status_code == 200 for a in answers),
+          "10 users creating at once are all answered 200",
+          str([a.status_code if a is not None else None for a in answers]))
+    for i, a in enumerate(answers):
+        if a is not None and a.status_code == 200:
+            u.wait(crowd[i], a.json()["attributes"]["uuid"])
+
     # ---- limits ----
     r = u.create(s_lim)
     u.wait(s_lim, r.json()["attributes"]["uuid"])
