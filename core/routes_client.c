@@ -793,7 +793,17 @@ static int h_download(struct http_request *req, void *ud)
 	struct instance *in = svc->instances ? instance_set_find(svc->instances, c.backup->adapter)
 					     : NULL;
 	int r;
-	if (in && !instance_is_local(in) && (in->ops->caps & AMBER_CAP_PRESIGN_GET)) {
+	if (in && !instance_is_local(in) && !(in->ops->caps & AMBER_CAP_PRESIGN_GET)) {
+		/* seed 003: "400 Unknown disk driver type" */
+		char detail[256];
+		snprintf(detail, sizeof(detail),
+			 "Backups stored in '%s' (adapter %s) cannot be downloaded: the adapter "
+			 "cannot sign a URL and is not local disk.",
+			 in->name, in->ops->name);
+		respond(req, 400, "BadRequestHttpException", detail);
+		goto out;
+	}
+	if (in && !instance_is_local(in)) {
 		/* The store serves the bytes itself, without the node in the path. */
 		char key[128];
 		r = backup_key(c.server->uuid, c.backup->uuid, key, sizeof(key));

@@ -348,15 +348,15 @@ static int h_restore(struct http_request *req, void *ud)
 	struct instance *in = find_instance(svc, req, json_object_get(body, "adapter"));
 	if (!in)
 		goto out;
-	/* Decided before anything is touched, so a refused restore never truncates. */
-	if (!node_instance_is_local(in)) {
-		const char *url = json_string_value(json_object_get(body, "download_url"));
+	/* A Pterodactyl panel sends an S3 backup's presigned URL; Amber's panel sends none
+	 * and the node reads through its own instance of the adapter, whatever it is.
+	 * Decided before anything is touched, so a refused restore never truncates. */
+	const char *url = json_string_value(json_object_get(body, "download_url"));
+	if (url && *url) {
 		http_respond_error(req, 400,
-				   !url || !*url
-					   ? "The download_url field is required when the backup "
-					     "adapter is set to S3."
-					   : "Restoring from download_url is not supported by this "
-					     "node yet.");
+				   "Restoring from download_url is not supported by this node yet; "
+				   "send an empty download_url to restore through the node's own "
+				   "adapter instance.");
 		goto out;
 	}
 	struct node_job *nj = job_new(svc, req, in, server, backup, root);

@@ -21,5 +21,5 @@ endif()
 add_test(NAME client_api_e2e
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/client_api_e2e.py
                  $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
-                 ${CMAKE_SOURCE_DIR})
+                 ${CMAKE_SOURCE_DIR} $<TARGET_FILE:adapter_memory> $<TARGET_FILE:adapter_old>)
 set_tests_properties(client_api_e2e PROPERTIES ENVIRONMENT "${AMBER_TEST_ENV}" TIMEOUT 900)

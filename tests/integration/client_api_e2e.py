@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The client API end to end, over real HTTP, with two nodes behind one panel.
 
-client_api_e2e.py AMBERD AMBER ADAPTER_DIR SOURCE_DIR
+client_api_e2e.py AMBERD AMBER ADAPTER_DIR SOURCE_DIR MEMORY_SO OLD_SO
 
 Starts panel A (amberd all-in-one: client API, remote API and the "local" node) and
 node B (a second amberd whose reports go to A), registers B, servers and keys with the
@@ -30,7 +30,7 @@ import uuid
 
 import requests
 
-AMBERD, AMBER, ADAPTERS, SRC = sys.argv[1:5]
+AMBERD, AMBER, ADAPTERS, SRC, MEMORY_SO, OLD_SO = sys.argv[1:7]
 COMPARE = f"{SRC}/tests/tools/compare_trees.py"
 from e2e_util import check, free_port, results  # noqa: E402
 
@@ -672,6 +672,46 @@ try:
 finally:
     A.stop()
     B.stop()
+
+# ---- phase 4: backups in adapters other than local disk ----
+# "mem" (the SDK's memory example: presigns URLs) and "plain" (the adapter built against
+# the oldest header: cannot presign), beside wings, in one adapter directory.
+adapters4 = f"{work}/adapters4"
+os.makedirs(adapters4)
+for so in (f"{ADAPTERS}/wings.so", MEMORY_SO, OLD_SO):
+    shutil.copy(so, adapters4)
+    os.chmod(f"{adapters4}/{os.path.basename(so)}", 0o755)
+ADAPTERS = adapters4
+extra = '\n[adapters.mem]\ntype = "memory"\n[adapters.plain]\ntype = "old"\n'
+for default, presigns in (("mem", True), ("plain", False)):
+    A.write_config(f'throttle_limit = 0\ndefault_adapter = "{default}"')
+    with open(A.cfg, "a") as f:
+        f.write(extra)
+    try:
+        if not check(A.start(), f"panel A restarts with default_adapter = {default}"):
+            continue
+        s4 = A.new_server(A, limit=20)
+        r = u.create(s4, name=f"in {default}")
+        b4 = r.json()["attributes"]["uuid"] if r.status_code == 200 else ""
+        d4 = u.wait(s4, b4)
+        check(d4 and d4["is_successful"] is True and
+              db_rows(A.db, "SELECT adapter FROM backups WHERE uuid = ?", b4) == [(default,)],
+              f"a backup in '{default}' completes and records its instance")
+        r = u.req("GET", f"/{s4}/backups/{b4}/download")
+        if presigns:
+            url4 = r.json().get("attributes", {}).get("url", "") if r.status_code == 200 else ""
+            check(url4 and not url4.startswith(A.url) and s4 in url4,
+                  "download: the adapter's presigned URL, not the node's", r.text[:300])
+        else:
+            expect_err(r, 400, "BadRequestHttpException",
+                       "download from an adapter that cannot presign: 400")
+        os.remove(f"{A.data}/{s4}/server.properties")
+        check(u.req("POST", f"/{s4}/backups/{b4}/restore", {}).status_code == 202 and
+              u.wait_restored(s4) and os.path.exists(f"{A.data}/{s4}/server.properties"),
+              f"restore through the node from '{default}'")
+        check(u.req("DELETE", f"/{s4}/backups/{b4}").status_code == 204, f"delete from '{default}'")
+    finally:
+        A.stop()
 
 for d in (A, B):
     with open(f"{d.dir}/amberd.log") as f:
