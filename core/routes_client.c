@@ -729,28 +729,61 @@ static bool instance_is_local(const struct instance *in)
 	return in->ops->name && strcmp(in->ops->name, "wings") == 0;
 }
 
-struct presign_get {
+/* A call on the panel's own instance of a backup's adapter (presign a GET, or remove),
+ * on a thread of its own as the ABI promises adapters. */
+struct store_call {
 	struct instance *in;
-	const char *key, *backup;
+	const char *backup;
+	char key[128];
+	bool remove;       /* else presign a GET */
 	unsigned ttl_s;
 	struct amber_buf url;
 	int rc;
 	struct amber_ctx ctx;
 };
 
-static void *presign_get_thread(void *opaque)
+static void *store_call_thread(void *opaque)
 {
-	struct presign_get *j = opaque;
-	host_ctx_init(&j->ctx, j->in->ops->name, j->in->name, "presign", j->backup);
+	struct store_call *j = opaque;
+	host_ctx_init(&j->ctx, j->in->ops->name, j->in->name, j->remove ? "delete" : "presign",
+		      j->backup);
 	uint64_t expires = 0;
 	instance_lock(j->in);
-	int code = j->in->ops->presign(j->in->handle, &j->ctx, j->key, AMBER_PRESIGN_GET, j->ttl_s,
-				       &j->url, &expires);
+	int code = j->remove ? j->in->ops->remove(j->in->handle, &j->ctx, j->key)
+			     : j->in->ops->presign(j->in->handle, &j->ctx, j->key, AMBER_PRESIGN_GET,
+						   j->ttl_s, &j->url, &expires);
 	instance_unlock(j->in);
-	if (code == 0 && !j->url.len)
+	if (j->remove && code == AMBER_ENOTFOUND)
+		code = 0; /* gone already: what a delete wants */
+	if (code == 0 && !j->remove && !j->url.len)
 		code = host_ctx_set_error(&j->ctx, AMBER_EIO, "the adapter returned an empty URL");
 	j->rc = host_code_to_errno(code);
 	return NULL;
+}
+
+/* 0, or a negative errno logged once with the adapter's message. */
+static int store_call(struct store_call *j, const struct store_backup *b, const char *rid)
+{
+	j->backup = b->uuid;
+	int r = backup_key(b->server_uuid, b->uuid, j->key, sizeof(j->key));
+	if (r == 0)
+		r = instance_call_off_thread(store_call_thread, j);
+	if (r == 0)
+		r = j->rc;
+	if (r < 0)
+		log_msg(LOG_LEVEL_ERR, "client api: request %s: %s backup %s on %s: %s", rid,
+			j->remove ? "deleting" : "presigning", b->uuid, j->in->name,
+			j->ctx.message[0] ? j->ctx.message : strerror(-r));
+	return r;
+}
+
+/* The panel's instance of the backup's adapter when it is a remote store the panel
+ * reaches itself (as the reference panel does with its S3 disk); NULL for local disk,
+ * which only the node can touch, or an instance the panel does not have. */
+static struct instance *panel_store(struct client_service *svc, const struct store_backup *b)
+{
+	struct instance *in = svc->instances ? instance_set_find(svc->instances, b->adapter) : NULL;
+	return in && !instance_is_local(in) ? in : NULL;
 }
 
 /* The node's own signed URL (protocol §2.4): a one-time JWT under the node's token. */
@@ -790,10 +823,9 @@ static int h_download(struct http_request *req, void *ud)
 	if (begin(svc, req, API_KEY_PERM_BACKUP_DOWNLOAD, true, &c) < 0 ||
 	    refuse_unfinished(req, c.backup, "downloaded") < 0)
 		goto out;
-	struct instance *in = svc->instances ? instance_set_find(svc->instances, c.backup->adapter)
-					     : NULL;
-	int r;
-	if (in && !instance_is_local(in) && !(in->ops->caps & AMBER_CAP_PRESIGN_GET)) {
+	struct instance *in = panel_store(svc, c.backup);
+	int r = 0;
+	if (in && !(in->ops->caps & AMBER_CAP_PRESIGN_GET)) {
 		/* seed 003: "400 Unknown disk driver type" */
 		char detail[256];
 		snprintf(detail, sizeof(detail),
@@ -803,20 +835,11 @@ static int h_download(struct http_request *req, void *ud)
 		respond(req, 400, "BadRequestHttpException", detail);
 		goto out;
 	}
-	if (in && !instance_is_local(in)) {
+	if (in) {
 		/* The store serves the bytes itself, without the node in the path. */
-		char key[128];
-		r = backup_key(c.server->uuid, c.backup->uuid, key, sizeof(key));
-		struct presign_get j = { .in = in, .key = key, .backup = c.backup->uuid,
-					 .ttl_s = svc->download_ttl_s };
-		if (r == 0)
-			r = instance_call_off_thread(presign_get_thread, &j);
-		if (r == 0)
-			r = j.rc;
+		struct store_call j = { .in = in, .ttl_s = svc->download_ttl_s };
+		r = store_call(&j, c.backup, http_request_id(req));
 		if (r < 0) {
-			log_msg(LOG_LEVEL_ERR, "client api: request %s: presigning backup %s on %s: %s",
-				http_request_id(req), c.backup->uuid, in->name,
-				j.ctx.message[0] ? j.ctx.message : strerror(-r));
 			respond(req, 502, "StorageException",
 				"The backup's storage could not sign a download URL; see the "
 				"panel's log.");
@@ -903,8 +926,27 @@ static int h_restore(struct http_request *req, void *ud)
 	marked = true;
 	if (node_connect(svc, req, true, c.server, svc->node_timeout_ms, &nc) < 0)
 		goto out;
+	/* As the reference panel with its S3 disk: the node gets a presigned URL, which it
+	 * can use without credentials of its own. A URL a node cannot fetch (not http) is
+	 * not sent; the node then reads through its own instance. */
+	struct instance *in = panel_store(svc, c.backup);
+	struct store_call j = { .in = in, .ttl_s = svc->download_ttl_s };
+	const char *url = NULL;
+	if (in && (in->ops->caps & AMBER_CAP_PRESIGN_GET)) {
+		r = store_call(&j, c.backup, http_request_id(req));
+		if (r < 0) {
+			respond(req, 502, "StorageException",
+				"The backup's storage could not sign a URL for the node; see the "
+				"panel's log.");
+			amber_buf_clear(&j.url);
+			goto out;
+		}
+		if (!strncmp(j.url.data, "http://", 7) || !strncmp(j.url.data, "https://", 8))
+			url = j.url.data;
+	}
 	r = node_backup_restore(nc.client, c.server->uuid, c.backup->uuid, c.backup->adapter,
-				truncate == 1, NULL, &nc.st);
+				truncate == 1, url, &nc.st);
+	amber_buf_clear(&j.url);
 	if (r < 0) {
 		respond_node_error(req, &nc, r, "starting a restore");
 		goto out;
@@ -937,17 +979,32 @@ static int delete_backup(struct client_service *svc, struct http_request *req,
 			 const struct store_server *s, const struct store_backup *b)
 {
 	struct node_conn nc = { 0 };
+	struct instance *in = panel_store(svc, b);
 	int r;
-	r = node_connect(svc, req, req != NULL, s, svc->node_timeout_ms, &nc);
-	if (r < 0)
-		goto out;
-	r = node_backup_delete(nc.client, s->uuid, b->uuid, b->adapter, &nc.st);
-	if (r == -ENOENT)
-		r = 0;
-	if (r < 0) {
-		if (req)
-			respond_node_error(req, &nc, r, "deleting a backup");
-		goto out;
+	if (in) {
+		/* A remote store the panel reaches: deleted from here, as the reference
+		 * panel deletes S3 objects itself (a node may not even have credentials). */
+		struct store_call j = { .in = in, .remove = true };
+		r = store_call(&j, b, req ? http_request_id(req) : "retention");
+		if (r < 0) {
+			if (req)
+				respond(req, 502, "StorageException",
+					"The backup's storage could not delete it; see the panel's "
+					"log.");
+			goto out;
+		}
+	} else {
+		r = node_connect(svc, req, req != NULL, s, svc->node_timeout_ms, &nc);
+		if (r < 0)
+			goto out;
+		r = node_backup_delete(nc.client, s->uuid, b->uuid, b->adapter, &nc.st);
+		if (r == -ENOENT)
+			r = 0;
+		if (r < 0) {
+			if (req)
+				respond_node_error(req, &nc, r, "deleting a backup");
+			goto out;
+		}
 	}
 	r = store_backup_delete(svc->store, b->uuid, true);
 	if (r == -ENOENT)
