@@ -15,9 +15,7 @@ Prints one "ok"/"not ok" line per check and "client_api_e2e: N passed, M failed"
 import hashlib
 import json
 import os
-import secrets
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -32,182 +30,11 @@ import requests
 
 AMBERD, AMBER, ADAPTERS, SRC, MEMORY_SO, OLD_SO = sys.argv[1:7]
 COMPARE = f"{SRC}/tests/tools/compare_trees.py"
-from e2e_util import check, free_port, results  # noqa: E402
+from e2e_util import (ALL, Client, Daemon, P, check, compare, db_rows, expect_err,  # noqa: E402
+                      free_port, key, setup, sha1_file)
+from e2e_util import results  # noqa: E402
 
-
-work = tempfile.mkdtemp(prefix="amber-client-e2e-")
-
-
-class Daemon:
-    """One amberd with its own config, data and store directories."""
-
-    def __init__(self, name, panel_url=None, panel_extra=""):
-        self.name = name
-        self.dir = f"{work}/{name}"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.token_id = secrets.token_hex(8)
-        self.token = secrets.token_hex(32)
-        self.data = f"{self.dir}/volumes"
-        self.store = f"{self.dir}/backups"
-        self.db = f"{self.dir}/amber.db"
-        self.cfg = f"{self.dir}/amber.toml"
-        self.panel_url = panel_url or self.url
-        self.proc = None
-        os.makedirs(self.data)
-        with open(f"{self.dir}/token", "w") as f:
-            f.write(self.token + "\n")
-        self.write_config(panel_extra)
-
-    def write_config(self, panel_extra=""):
-        with open(self.cfg, "w") as f:
-            f.write(f"""log_level = "info"
-log_file = "{self.dir}/amberd.log"
-[node]
-listen = "127.0.0.1:{self.port}"
-token_id = "{self.token_id}"
-token_file = "{self.dir}/token"
-data_dir = "{self.data}"
-state_dir = "{self.dir}/state"
-panel_url = "{self.panel_url}"
-[panel]
-database = "sqlite:{self.db}"
-node_timeout = "3s"
-node_connect_timeout = "1s"
-{panel_extra}
-[adapters.wings]
-path = "{self.store}"
-""")
-
-    def start(self):
-        self.proc = subprocess.Popen([AMBERD, "--config", self.cfg, "--adapter-dir", ADAPTERS])
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                if self.proc.poll() is not None:
-                    return False
-                time.sleep(0.1)
-        return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def amber(self, *args):
-        return subprocess.run([AMBER, "--config", self.cfg, "--adapter-dir", ADAPTERS, *args],
-                              capture_output=True, text=True)
-
-    def new_server(self, panel, limit=None, node="local", demo=True):
-        s = str(uuid.uuid4())
-        os.makedirs(f"{self.data}/{s}")
-        if demo:
-            subprocess.run([sys.executable, f"{SRC}/scripts/make-demo-server.py",
-                            f"{self.data}/{s}/"], check=True, stdout=subprocess.DEVNULL)
-        args = ["server", "add", "--uuid", s, "--node", node]
-        if limit is not None:
-            args += ["--backup-limit", str(limit)]
-        r = panel.amber(*args)
-        assert r.returncode == 0, r.stderr
-        return s
-
-
-def key(panel, perms, servers=None):
-    args = ["key", "create", "--permissions", perms, "--json"]
-    if servers:
-        for s in servers:
-            args += ["--server", s]
-    else:
-        args.append("--all-servers")
-    r = panel.amber(*args)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["key"]
-
-
-ALL = "backup.read,backup.create,backup.download,backup.delete,backup.restore"
-
-
-class Client:
-    """A user with a key, as in seed 004's python examples."""
-
-    def __init__(self, panel, api_key, accept="Application/vnd.pterodactyl.v1+json"):
-        self.base = panel.url + "/api/client/servers"
-        self.h = {"Authorization": f"Bearer {api_key}", "Accept": accept,
-                  "Content-Type": "application/json"}
-
-    def req(self, method, path, body=None, headers=None, data=None):
-        h = dict(self.h, **(headers or {}))
-        return requests.request(method, self.base + path, headers=h, timeout=30,
-                                json=body if data is None else None, data=data)
-
-    def create(self, server, **body):
-        return self.req("POST", f"/{server}/backups", body)
-
-    def get(self, server, b):
-        return self.req("GET", f"/{server}/backups/{b}")
-
-    def wait(self, server, b, timeout=120):
-        end = time.time() + timeout
-        while time.time() < end:
-            r = self.get(server, b)
-            if r.status_code == 200 and r.json()["attributes"]["completed_at"]:
-                return r.json()["attributes"]
-            time.sleep(0.1)
-        return self.get(server, b).json().get("attributes")
-
-    def wait_restored(self, server, timeout=120):
-        end = time.time() + timeout
-        while time.time() < end:
-            r = self.req("GET", f"/{server}")
-            if r.status_code == 200 and r.json()["attributes"]["status"] is None:
-                return True
-            time.sleep(0.1)
-        return False
-
-
-def err(r):
-    try:
-        e = r.json()["errors"][0]
-        return r.status_code, e["code"], e["status"]
-    except Exception:  # noqa: BLE001 - a body that is not the error form is the failure
-        return r.status_code, None, r.text[:200]
-
-
-def expect_err(r, status, code, what):
-    got = err(r)
-    return check(got[0] == status and got[1] == code and got[2] == str(status), what,
-                 f"got {got}, want ({status}, {code})")
-
-
-def db_rows(db, sql, *args):
-    con = sqlite3.connect(db, timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def sha1_file(path):
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def compare(a, b, *excludes):
-    args = [sys.executable, COMPARE, a, b]
-    for e in excludes:
-        args += ["--exclude", e]
-    r = subprocess.run(args, capture_output=True, text=True)
-    return r.returncode == 0, (r.stdout + r.stderr)[-600:]
+work = setup(AMBERD, AMBER, ADAPTERS, SRC, "amber-client-e2e-")
 
 
 class SilentNode:
@@ -681,7 +508,7 @@ os.makedirs(adapters4)
 for so in (f"{ADAPTERS}/wings.so", MEMORY_SO, OLD_SO):
     shutil.copy(so, adapters4)
     os.chmod(f"{adapters4}/{os.path.basename(so)}", 0o755)
-ADAPTERS = adapters4
+ADAPTERS = P.adapters = adapters4
 extra = '\n[adapters.mem]\ntype = "memory"\n[adapters.plain]\ntype = "old"\n'
 for default, presigns in (("mem", True), ("plain", False)):
     A.write_config(f'throttle_limit = 0\ndefault_adapter = "{default}"')
