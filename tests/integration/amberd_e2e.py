@@ -11,7 +11,6 @@ archive, the store read with sqlite3, PyJWT-minted download tokens, compare_tree
 Prints one "ok"/"not ok" line per check and "amberd_e2e: N passed, M failed"."""
 import concurrent.futures
 import hashlib
-import json
 import os
 import secrets
 import signal
