@@ -313,6 +313,69 @@ int archive_prewalk(const char *root, const struct ignore_rules *ignore, uint64_
 	return fd < 0 ? fd : prewalk_fd(fd, ignore, ret_bytes, ret_files);
 }
 
+/* The bound behind archive_tar_bound. Per entry: its ustar header, plus room for a pax
+ * extended header (its own ustar header and records) whether or not libarchive ends up
+ * writing one: path and linkpath records (the name and the target at full length, plus
+ * the "NN key=\n" framing) and TAR_PAX_OTHER for every other record restricted pax may
+ * add (size, uid, gid, mtime, hdrcharset, ...), rounded up to whole blocks; then the
+ * content padded to a block. Past the last entry, the two zero blocks that end a tar. */
+#define TAR_BLOCK 512u
+#define TAR_PAX_RECORD 32u
+#define TAR_PAX_OTHER 512u
+
+struct tar_tally {
+	struct walker *w;
+	uint64_t bytes, entries;
+};
+
+static uint64_t round_block(uint64_t n)
+{
+	return (n + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+}
+
+static int tar_bound_visit(void *opaque, int dirfd, const char *name, const struct stat *st)
+{
+	(void)dirfd, (void)name;
+	struct tar_tally *t = opaque;
+	uint64_t content = 0, link = 0;
+	if (S_ISREG(st->st_mode))
+		content = (uint64_t)st->st_size;
+	else if (S_ISLNK(st->st_mode))
+		link = st->st_size > 0 ? (uint64_t)st->st_size : 0;
+	else if (!S_ISDIR(st->st_mode))
+		return 0; /* sockets, devices, FIFOs are not archived */
+	/* +1: a directory's name goes out with a trailing '/'. */
+	uint64_t pax = TAR_PAX_OTHER + t->w->path.len + 1 + TAR_PAX_RECORD + link + TAR_PAX_RECORD;
+	t->bytes += TAR_BLOCK + TAR_BLOCK + round_block(pax) + round_block(content);
+	t->entries++;
+	return 0;
+}
+
+int archive_tar_bound(const char *root, const struct ignore_rules *ignore, uint64_t *ret_bytes,
+		      uint64_t *ret_entries)
+{
+	if (!root)
+		return -EINVAL;
+	int fd = open_root(root);
+	if (fd < 0)
+		return fd;
+	struct tar_tally t = { 0 };
+	struct walker w = { .ignore = ignore, .visit = tar_bound_visit, .opaque = &t };
+	t.w = &w;
+	int r = walk_root(&w, fd);
+	if (r < 0)
+		return r;
+	*ret_bytes = t.bytes + 2 * TAR_BLOCK;
+	*ret_entries = t.entries;
+	return 0;
+}
+
+uint64_t archive_compressed_bound(uint64_t tar_bytes)
+{
+	/* archive_create leaves gzip_parallel at its default block size. */
+	return gzip_parallel_bound(tar_bytes, 0);
+}
+
 /* --- create ----------------------------------------------------------------------------- */
 
 struct creator {

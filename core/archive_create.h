@@ -55,6 +55,17 @@ struct archive_create_result {
 int archive_prewalk(const char *root, const struct ignore_rules *ignore,
 		    uint64_t *ret_bytes, uint64_t *ret_files);
 
+/* An upper bound on the tar stream archive_create would produce for the tree as this
+ * walk sees it (same ignore rules): every entry's header, a pax extended header whether
+ * needed or not, its content padded to 512 bytes, and the end-of-archive blocks. Files
+ * added or grown after this walk are not covered. */
+int archive_tar_bound(const char *root, const struct ignore_rules *ignore, uint64_t *ret_bytes,
+		      uint64_t *ret_entries);
+/* The most archive_create's gzip output can be for tar_bytes of input, at any level:
+ * deflate's worst case is capped by falling back to stored blocks (5 bytes per 64 KiB
+ * and per compression block), plus the gzip header and trailer (gzip_parallel_bound). */
+uint64_t archive_compressed_bound(uint64_t tar_bytes);
+
 /* 0 or a negative errno; on failure the sink has received a partial stream and the
  * caller aborts it. ret->report is filled either way; clear it with
  * archive_create_result_clear. */

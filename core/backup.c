@@ -10,6 +10,7 @@
 
 #include "ignore.h"
 #include "instances.h"
+#include "url_source.h"
 
 int backup_key(const char *server, const char *uuid, char *out, size_t cap)
 {
@@ -144,6 +145,55 @@ int backup_estimate(const struct backup_create_req *req, struct amber_ctx *ctx,
 	return 0;
 }
 
+int backup_compressed_bound(const struct backup_create_req *req, struct amber_ctx *ctx,
+			    uint64_t *ret_bytes)
+{
+	*ret_bytes = 0;
+	struct ignore_rules *ignore = NULL;
+	int r = load_ignore(req, ctx, &ignore);
+	if (r < 0)
+		return r;
+	uint64_t tar = 0, entries = 0;
+	r = archive_tar_bound(req->root, ignore, &tar, &entries);
+	ignore_rules_free(ignore);
+	if (r < 0) {
+		host_ctx_set_error(ctx, host_errno_to_code(r), "walking %s: %s", req->root,
+				   strerror(-r));
+		return r;
+	}
+	*ret_bytes = archive_compressed_bound(tar);
+	return 0;
+}
+
+int backup_create_sink(const struct backup_create_req *req, const struct amber_sink *sink,
+		       struct amber_ctx *ctx, struct archive_create_result *ret)
+{
+	struct ignore_rules *ignore = NULL;
+	memset(ret, 0, sizeof(*ret));
+	int r = load_ignore(req, ctx, &ignore);
+	if (r < 0)
+		return r;
+	struct archive_create_opts opts = {
+		.root = req->root,
+		.ignore = ignore,
+		.level = req->level,
+		.threads = req->threads,
+		.progress = req->progress,
+		.progress_opaque = req->progress_opaque,
+		.cancelled = create_cancelled,
+		.cancelled_opaque = ctx,
+		.max_bytes = req->max_bytes,
+	};
+	r = archive_create(&opts, sink, ret);
+	if (r < 0 && ret->too_big)
+		host_ctx_set_error(ctx, host_errno_to_code(-EFBIG),
+				   "the archive grew past the maximum backup size of %" PRIu64
+				   " bytes",
+				   req->max_bytes);
+	ignore_rules_free(ignore);
+	return r;
+}
+
 struct reader_source {
 	struct instance *in;
 	amber_reader *r;
@@ -179,6 +229,39 @@ int backup_restore(struct instance *in, const char *key, const struct archive_re
 						 : strerror(-r));
 	in->ops->reader_free(rd);
 	instance_unlock(in);
+	return r;
+}
+
+int backup_restore_url(const char *url, const struct archive_restore_opts *opts,
+		       struct amber_ctx *ctx, struct archive_restore_result *ret,
+		       unsigned *ret_resumes)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (ret_resumes)
+		*ret_resumes = 0;
+	struct url_source_config cfg = { .url = url, .cancel = ctx->cancel, .retry = ctx->retry };
+	struct url_source *us = NULL;
+	char why[URL_SOURCE_MESSAGE_MAX];
+	int r = url_source_open(&cfg, &us, why, sizeof(why));
+	if (r < 0) {
+		host_ctx_set_error(ctx, host_errno_to_code(r), "download_url: %s",
+				   why[0] ? why : strerror(-r));
+		return r;
+	}
+	struct amber_source src = url_source_source(us);
+	r = archive_restore(opts, &src, ret);
+	if (r < 0 && url_source_error(us)[0])
+		host_ctx_set_error(ctx, host_errno_to_code(r), "download_url: %s",
+				   url_source_error(us));
+	else if (r < 0)
+		host_ctx_set_error(ctx, host_errno_to_code(r), "restoring into %s: %s",
+				   opts->root,
+				   r == -EBADMSG ? "the download is not a valid tar.gz/tar.zst "
+						   "archive or is damaged"
+						 : strerror(-r));
+	if (ret_resumes)
+		*ret_resumes = url_source_resumes(us);
+	url_source_free(us);
 	return r;
 }
 

@@ -43,8 +43,26 @@ int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
 #define BACKUP_ENTRY_OVERHEAD 512u
 int backup_estimate(const struct backup_create_req *req, struct amber_ctx *ctx,
 		    uint64_t *ret_bytes);
+/* The compressed size backup_create cannot exceed for req's tree as it is now (the same
+ * ignore rules): archive_tar_bound's tar bound through archive_compressed_bound. This is
+ * the `size` a panel presigns S3 parts for (design.md §3). Reads only metadata. 0 or a
+ * negative errno, the reason on ctx->message. */
+int backup_compressed_bound(const struct backup_create_req *req, struct amber_ctx *ctx,
+			    uint64_t *ret_bytes);
+/* backup_create into a caller's sink rather than an instance's writer (req->instance and
+ * req->key are not used). On failure the sink has a partial stream; the caller aborts
+ * what it holds. The reason is on ctx->message unless the sink's own error caused it. */
+int backup_create_sink(const struct backup_create_req *req, const struct amber_sink *sink,
+		       struct amber_ctx *ctx, struct archive_create_result *ret);
 int backup_restore(struct instance *in, const char *key, const struct archive_restore_opts *opts,
 		   struct amber_ctx *ctx, struct archive_restore_result *ret);
+/* Restores from a URL (a panel's download_url; see url_source.h): the response head is
+ * checked before the engine starts, so a refused URL never truncates anything. The
+ * reason of a failure is on ctx->message; *ret_resumes (if not NULL) gets the number of
+ * requests sent after the first. */
+int backup_restore_url(const char *url, const struct archive_restore_opts *opts,
+		       struct amber_ctx *ctx, struct archive_restore_result *ret,
+		       unsigned *ret_resumes);
 /* A missing object is -ENOENT; the caller decides whether that matters. */
 int backup_delete(struct instance *in, const char *key, struct amber_ctx *ctx);
 /* Lines "<key>\t<size>\t<mtime>\n" into out; -ENOTSUP when the adapter cannot list. */

@@ -18,6 +18,7 @@
 #include "instances.h"
 #include "jobs.h"
 #include "log.h"
+#include "part_upload.h"
 #include "remote_client.h"
 #include "store.h"
 #include "strutil.h"
@@ -226,6 +227,7 @@ void node_job_free(void *arg)
 		return;
 	free(nj->root);
 	free(nj->ignore);
+	free(nj->url);
 	free(nj);
 }
 
@@ -249,12 +251,99 @@ static const char *ctx_reason(const struct amber_ctx *ctx, int r)
 	return ctx->message[0] ? ctx->message : strerror(-r);
 }
 
+/* Names for a job's context and log lines when no instance serves it. */
+static const char *job_adapter(const struct node_job *nj)
+{
+	return nj->in ? nj->in->ops->name : NODE_S3_ADAPTER;
+}
+
+static const char *job_instance(const struct node_job *nj)
+{
+	return nj->in ? nj->in->name : nj->url ? "(download_url)" : "(panel-presigned)";
+}
+
+/* Wings' s3 mode (pterodactyl-protocol.md §3.1, §4.3; design.md §3): ask the panel for
+ * presigned UploadPart URLs covering the archive's exact upper bound, stream the archive
+ * into parts of the panel's part_size with several in flight, and hand back the parts
+ * used for the report. Unlike Wings, nothing is written to local disk first (a part at
+ * most, when parts are too large for memory) and a failed part is re-sent whole. */
+static int presigned_create(struct job *job, struct node_job *nj, struct amber_ctx *ctx,
+			    const struct backup_create_req *req, struct archive_create_result *res,
+			    struct remote_part_urls *urls, struct part_upload **ret_pu)
+{
+	struct node_service *svc = nj->svc;
+	uint64_t bound = 0;
+	int r = backup_compressed_bound(req, ctx, &bound);
+	if (r < 0)
+		return r;
+	/* A limited backup stops before it passes its limit: no part is needed past it. */
+	if (nj->max_size && nj->max_size < bound)
+		bound = nj->max_size;
+	struct remote_client *c = job_client(svc, job_cancel_flag(job), false);
+	if (!c) {
+		host_ctx_set_error(ctx, AMBER_EINVAL,
+				   "panel-presigned uploads need the panel (node.panel_url)");
+		return -EINVAL;
+	}
+	struct remote_status st = { 0 };
+	r = remote_backup_part_urls(c, nj->backup, bound, urls, &st);
+	remote_client_free(c);
+	if (r < 0) {
+		host_ctx_set_error(ctx, host_errno_to_code(r),
+				   "asking the panel for part URLs (size %" PRIu64 "): %s", bound,
+				   st.detail[0] ? st.detail : strerror(-r));
+		return r;
+	}
+	if (urls->part_size == 0) {
+		host_ctx_set_error(ctx, AMBER_EINVAL, "the panel gave a part_size of 0");
+		return -EBADMSG;
+	}
+	unsigned in_flight = PART_UPLOAD_IN_FLIGHT;
+	if (urls->max_concurrent_uploads && urls->max_concurrent_uploads < in_flight)
+		in_flight = urls->max_concurrent_uploads;
+	log_msg(LOG_LEVEL_NOTICE,
+		"request %s: backup %s: adapter \"%s\" has no instance on this node, so the "
+		"panel presigns the upload (Wings' s3 mode): %zu part URLs of %" PRIu64
+		" bytes for an upper bound of %" PRIu64 " bytes, %u in flight%s",
+		nj->request_id, nj->backup, NODE_S3_ADAPTER, urls->n, urls->part_size, bound,
+		urls->part_size > PART_UPLOAD_MEMORY_MAX ? PART_UPLOAD_SPOOL_IN_FLIGHT : in_flight,
+		urls->part_size > PART_UPLOAD_MEMORY_MAX ? ", parts spooled to state_dir" : "");
+	struct part_upload_config pc = {
+		.urls = (const char *const *)urls->urls,
+		.n_urls = urls->n,
+		.part_size = urls->part_size,
+		.in_flight = in_flight,
+		.spool_dir = svc->state_dir, /* not /tmp, which may be memory */
+		.retry = ctx->retry,
+		.cancel = ctx->cancel,
+	};
+	r = part_upload_new(&pc, ret_pu);
+	if (r < 0) {
+		host_ctx_set_error(ctx, host_errno_to_code(r), "starting the part upload: %s",
+				   strerror(-r));
+		return r;
+	}
+	struct amber_sink sink = part_upload_sink(*ret_pu);
+	r = backup_create_sink(req, &sink, ctx, res);
+	if (r == 0)
+		r = part_upload_finish(*ret_pu);
+	/* The upload's own reason beats the engine's "the sink failed". */
+	if (r < 0 && part_upload_error(*ret_pu)[0] && !res->too_big)
+		host_ctx_set_error(ctx, host_errno_to_code(r), "upload: %s%s",
+				   part_upload_error(*ret_pu),
+				   r == -EFBIG ? " (were files added while the backup ran?)" : "");
+	else if (r < 0 && !ctx->code)
+		host_ctx_set_error(ctx, host_errno_to_code(r), "archiving %s: %s", req->root,
+				   strerror(-r));
+	return r;
+}
+
 int node_run_backup(struct job *job, void *arg)
 {
 	struct node_job *nj = arg;
 	struct node_service *svc = nj->svc;
 	struct amber_ctx ctx;
-	host_ctx_init(&ctx, nj->in->ops->name, nj->in->name, "backup", nj->request_id);
+	host_ctx_init(&ctx, job_adapter(nj), job_instance(nj), "backup", nj->request_id);
 	ctx.cancel = job_cancel_flag(job);
 	struct backup_create_req req = {
 		.instance = nj->in,
@@ -268,9 +357,24 @@ int node_run_backup(struct job *job, void *arg)
 	};
 	struct archive_create_result res;
 	memset(&res, 0, sizeof(res));
-	int r = backup_create(&req, &ctx, &res);
+	struct remote_part_urls urls = { 0 };
+	struct part_upload *pu = NULL;
+	int r = nj->presigned ? presigned_create(job, nj, &ctx, &req, &res, &urls, &pu)
+			      : backup_create(&req, &ctx, &res);
 
 	char sha1[2 * HASH_SHA1_LEN + 1] = "", sha256[2 * HASH_SHA256_LEN + 1] = "";
+	struct remote_part *parts = NULL;
+	size_t n_parts = 0;
+	if (r == 0 && pu) {
+		const struct part_upload_part *pp = part_upload_parts(pu, &n_parts);
+		parts = calloc(n_parts ? n_parts : 1, sizeof(*parts));
+		if (!parts) {
+			r = -ENOMEM;
+			host_ctx_set_error(&ctx, AMBER_ENOMEM, "out of memory");
+		}
+		for (size_t i = 0; parts && i < n_parts; i++)
+			parts[i] = (struct remote_part){ pp[i].etag, pp[i].part_number };
+	}
 	struct backup_report rep = { .successful = r == 0 };
 	if (r == 0) {
 		hash_hex(res.sha1, HASH_SHA1_LEN, sha1);
@@ -278,14 +382,24 @@ int node_run_backup(struct job *job, void *arg)
 		rep.checksum = sha1;
 		rep.sha256 = sha256;
 		rep.size = res.bytes_out;
+		rep.parts = parts;
+		rep.n_parts = n_parts;
 	} else {
+		/* parts null: the panel aborts the multipart upload (§3.2). */
 		rep.error = ctx_reason(&ctx, r);
 	}
 	char what[320];
 	int rr = send_backup_report(svc, job_cancel_flag(job), false, nj->backup, &rep, what,
 				    sizeof(what));
 	node_journal_remove(svc, JOB_BACKUP, nj->backup);
-	if (r == 0)
+	if (r == 0 && pu)
+		log_msg(rr == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
+			"request %s: backup %s of server %s uploaded to panel-presigned parts: %"
+			PRIu64 " files, %" PRIu64 " bytes in %zu parts (%u retried), sha1 %s; "
+			"report %s",
+			nj->request_id, nj->backup, nj->server, res.files, res.bytes_out, n_parts,
+			part_upload_retries(pu), sha1, what);
+	else if (r == 0)
 		log_msg(rr == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
 			"request %s: backup %s of server %s to %s/%s done: %" PRIu64
 			" files, %" PRIu64 " bytes, sha1 %s; report %s",
@@ -294,10 +408,19 @@ int node_run_backup(struct job *job, void *arg)
 	else
 		log_msg(LOG_LEVEL_ERR,
 			"request %s: backup %s of server %s to %s failed: %s; report %s",
-			nj->request_id, nj->backup, nj->server, nj->in->name, ctx_reason(&ctx, r),
-			what);
+			nj->request_id, nj->backup, nj->server, job_instance(nj),
+			ctx_reason(&ctx, r), what);
+	free(parts);
+	part_upload_free(pu);
+	remote_part_urls_free(&urls);
 	archive_create_result_clear(&res);
 	return r;
+}
+
+/* A download_url without its query, which holds the signature. */
+static void url_for_log(const char *url, char *out, size_t cap)
+{
+	snprintf(out, cap, "%.*s", (int)strcspn(url, "?#"), url);
 }
 
 int node_run_restore(struct job *job, void *arg)
@@ -305,7 +428,7 @@ int node_run_restore(struct job *job, void *arg)
 	struct node_job *nj = arg;
 	struct node_service *svc = nj->svc;
 	struct amber_ctx ctx;
-	host_ctx_init(&ctx, nj->in->ops->name, nj->in->name, "restore", nj->request_id);
+	host_ctx_init(&ctx, job_adapter(nj), job_instance(nj), "restore", nj->request_id);
 	ctx.cancel = job_cancel_flag(job);
 	struct archive_restore_opts opts = {
 		.root = nj->root,
@@ -319,21 +442,32 @@ int node_run_restore(struct job *job, void *arg)
 	};
 	struct archive_restore_result res;
 	memset(&res, 0, sizeof(res));
-	int r = backup_restore(nj->in, nj->key, &opts, &ctx, &res);
+	char from[256];
+	unsigned resumes = 0;
+	int r;
+	if (nj->url) {
+		url_for_log(nj->url, from, sizeof(from));
+		r = backup_restore_url(nj->url, &opts, &ctx, &res, &resumes);
+	} else {
+		snprintf(from, sizeof(from), "%s/%s", nj->in->name, nj->key);
+		r = backup_restore(nj->in, nj->key, &opts, &ctx, &res);
+	}
 	char what[320];
 	int rr = send_restore_report(svc, job_cancel_flag(job), false, nj->backup, r == 0, what,
 				     sizeof(what));
 	node_journal_remove(svc, JOB_RESTORE, nj->backup);
 	if (r == 0)
 		log_msg(rr == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
-			"request %s: restore of backup %s into server %s done: %" PRIu64
-			" files, %" PRIu64 " bytes, %" PRIu64 " entries refused%s; report %s",
-			nj->request_id, nj->backup, nj->server, res.files, res.bytes_written,
-			res.refused, nj->truncate ? " (truncated first)" : "", what);
+			"request %s: restore of backup %s into server %s from %s done: %" PRIu64
+			" files, %" PRIu64 " bytes, %" PRIu64 " entries refused%s, %u resumed "
+			"requests; report %s",
+			nj->request_id, nj->backup, nj->server, from, res.files, res.bytes_written,
+			res.refused, nj->truncate ? " (truncated first)" : "", resumes, what);
 	else
 		log_msg(LOG_LEVEL_ERR,
-			"request %s: restore of backup %s into server %s failed: %s; report %s",
-			nj->request_id, nj->backup, nj->server, ctx_reason(&ctx, r), what);
+			"request %s: restore of backup %s into server %s from %s failed: %s; "
+			"report %s",
+			nj->request_id, nj->backup, nj->server, from, ctx_reason(&ctx, r), what);
 	archive_restore_result_clear(&res);
 	return r;
 }

@@ -49,7 +49,17 @@ struct node_job {
 	char *ignore; /* create: the request's patterns; NULL: .pteroignore */
 	bool truncate;
 	uint64_t max_size; /* create: compressed bytes allowed; 0: no limit */
+	/* create: adapter "s3" with no instance of that name (in is NULL): the panel
+	 * presigns the parts, as for Wings' s3 adapter (node_run_backup). */
+	bool presigned;
+	/* restore: the panel's download_url; when set it is the source, whether or not in
+	 * is (in may be NULL for "s3"). */
+	char *url;
 };
+
+/* The adapter a stock panel names for its S3 disk. A node with no instance of this name
+ * serves it as Wings does: presigned parts on create, download_url on restore. */
+#define NODE_S3_ADAPTER "s3"
 
 /* The journal of accepted jobs: a file per backup or restore from acceptance until its
  * report is delivered or spooled, so a node killed in between reports the job failed

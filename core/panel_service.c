@@ -556,14 +556,12 @@ static int finish_upload(struct panel_service *svc, struct http_request *req,
 	struct instance *in = svc->instances ? instance_set_find(svc->instances, b->adapter) : NULL;
 	if (!in || !(in->ops->caps & AMBER_CAP_MULTIPART))
 		return 0; /* a store the node wrote itself (wings): nothing to finish */
-	if (!b->upload_id) {
-		if (!rep->successful)
-			return 0;
-		return respond_error(req, 400, "BadRequestHttpException",
-				     "Cannot complete backup request: no upload_id present on "
-				     "model."),
-		       -EINVAL;
-	}
+	/* No upload was opened here: the node wrote the object itself with credentials of
+	 * its own (Amber's direct mode), or failed before it asked for part URLs. The
+	 * reference panel refuses a success then (400), because its nodes cannot upload
+	 * without it; an Amber node can, and its report is recorded as it is. */
+	if (!b->upload_id)
+		return 0;
 	char key[128];
 	int r = backup_key(s->uuid, b->uuid, key, sizeof(key));
 	if (r < 0)
@@ -575,10 +573,18 @@ static int finish_upload(struct panel_service *svc, struct http_request *req,
 	int pe = instance_call_off_thread(finish_thread, &j);
 	json_decref(j.parts);
 	r = pe != 0 ? pe : j.rc;
+	if (r < 0 && !rep->successful) {
+		/* The failure is what matters to the user: it is recorded whether or not the
+		 * store let go of the parts (a store may not implement the abort at all). */
+		log_msg(LOG_LEVEL_WARNING,
+			"remote api: backup %s failed and its upload on instance %s could not be "
+			"aborted: %s; the store keeps the parts until its own cleanup",
+			b->uuid, in->name, j.ctx.message[0] ? j.ctx.message : strerror(-r));
+		return 0;
+	}
 	if (r < 0) {
-		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: %s the upload on instance %s: %s",
-			b->uuid, rep->successful ? "completing" : "aborting", in->name,
-			j.ctx.message[0] ? j.ctx.message : strerror(-r));
+		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: completing the upload on instance %s: %s",
+			b->uuid, in->name, j.ctx.message[0] ? j.ctx.message : strerror(-r));
 		return respond_internal(req, r), r;
 	}
 	log_msg(LOG_LEVEL_INFO, "backup %s: upload %s on instance %s", b->uuid,

@@ -15,7 +15,16 @@
  *    fails once the archive passes it), the download token's "adapter" claim (a local
  *    instance other than the default; unknown or not local → 404);
  *  - create on a local instance whose disk cannot hold the archive's upper bound →
- *    507 before any job (Wings lets the backup fail half-way). */
+ *    507 before any job (Wings lets the backup fail half-way).
+ *
+ * The adapter "s3" with no instance of that name on the node is Wings' s3 mode, which
+ * is how a stock Pterodactyl panel with its S3 disk drives a node: create uploads into
+ * parts the panel presigns (remote API), restore reads the request's download_url, and
+ * delete answers 404 as Wings does for a backup it has no local file of (the panel
+ * treats a 404 as deleted; the object is the panel's to remove). Any other adapter name
+ * that is not configured is still a 400. A download_url, when given, is the restore's
+ * source even where the node has an instance of the adapter: it is what the panel
+ * asked for. */
 #include "node_service.h"
 #include "node_service_int.h"
 
@@ -38,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -145,7 +155,9 @@ static struct node_job *job_new(struct node_service *svc, struct http_request *r
 	snprintf(nj->server, sizeof(nj->server), "%s", server);
 	snprintf(nj->backup, sizeof(nj->backup), "%s", backup);
 	snprintf(nj->request_id, sizeof(nj->request_id), "%s", http_request_id(req));
-	if (node_backup_key(in, server, backup, nj->key, sizeof(nj->key)) < 0) {
+	/* No instance (s3 through the panel): the panel's own key layout, for logs. */
+	if ((in ? node_backup_key(in, server, backup, nj->key, sizeof(nj->key))
+		: backup_key(server, backup, nj->key, sizeof(nj->key))) < 0) {
 		node_job_free(nj);
 		return NULL;
 	}
@@ -200,7 +212,7 @@ static int check_space(struct http_request *req, struct instance *in, const char
 		       const char *ignore, uint64_t max_size)
 {
 	const char *dir = NULL;
-	if (!node_instance_is_local(in) ||
+	if (!in || !node_instance_is_local(in) ||
 	    adapter_config_get_string(in->config, "path", &dir) < 0 || !dir)
 		return 0;
 	struct statvfs vfs;
@@ -273,9 +285,25 @@ static int h_create(struct http_request *req, void *ud)
 					     "(bytes).");
 		goto out;
 	}
-	in = find_instance(svc, req, json_object_get(body, "adapter"));
-	if (!in)
-		goto out;
+	json_t *adapter = json_object_get(body, "adapter");
+	bool presigned = false;
+	in = instance_set_find(svc->instances, json_string_value(adapter) ? json_string_value(adapter)
+									  : "");
+	if (!in && json_is_string(adapter) &&
+	    strcmp(json_string_value(adapter), NODE_S3_ADAPTER) == 0) {
+		/* "s3" without an instance: the panel presigns the parts (see the top). */
+		if (!svc->panel_url) {
+			http_respond_error(req, 400, "The s3 adapter has no instance on this node "
+						     "and, without a panel_url, the panel cannot "
+						     "presign its uploads.");
+			goto out;
+		}
+		presigned = true;
+	} else if (!in) {
+		in = find_instance(svc, req, adapter);
+		if (!in)
+			goto out;
+	}
 	const char *ig = json_string_value(ignore);
 	uint64_t max_size = json_is_integer(max) ? (uint64_t)json_integer_value(max) : 0;
 	if (check_space(req, in, root, ig, max_size) < 0)
@@ -287,6 +315,7 @@ static int h_create(struct http_request *req, void *ud)
 		goto out;
 	}
 	nj->max_size = max_size;
+	nj->presigned = presigned;
 	if (ig && *ig && !(nj->ignore = strdup(ig))) {
 		node_job_free(nj);
 		http_respond_error(req, 500, MSG_INTERNAL);
@@ -345,18 +374,30 @@ static int h_restore(struct http_request *req, void *ud)
 		http_respond_error(req, 400, "The truncate_directory field must be a boolean.");
 		goto out;
 	}
-	struct instance *in = find_instance(svc, req, json_object_get(body, "adapter"));
-	if (!in)
-		goto out;
 	/* A Pterodactyl panel sends an S3 backup's presigned URL; Amber's panel sends none
 	 * and the node reads through its own instance of the adapter, whatever it is.
 	 * Decided before anything is touched, so a refused restore never truncates. */
-	const char *url = json_string_value(json_object_get(body, "download_url"));
-	if (url && *url) {
-		http_respond_error(req, 400,
-				   "Restoring from download_url is not supported by this node yet; "
-				   "send an empty download_url to restore through the node's own "
-				   "adapter instance.");
+	json_t *jurl = json_object_get(body, "download_url");
+	if (jurl && !json_is_string(jurl) && !json_is_null(jurl)) {
+		http_respond_error(req, 400, "The download_url field must be a string.");
+		goto out;
+	}
+	const char *url = json_string_value(jurl);
+	bool has_url = url && *url;
+	json_t *adapter = json_object_get(body, "adapter");
+	const char *aname = json_string_value(adapter);
+	struct instance *in = instance_set_find(svc->instances, aname ? aname : "");
+	if (!in && aname && strcmp(aname, NODE_S3_ADAPTER) == 0) {
+		if (!has_url) {
+			http_respond_error(req, 400, "The download_url field is required when the "
+						     "backup adapter is set to S3.");
+			goto out;
+		}
+	} else if (!in && !(in = find_instance(svc, req, adapter))) {
+		goto out;
+	}
+	if (has_url && strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) {
+		http_respond_error(req, 400, "The download_url must be an http or https URL.");
 		goto out;
 	}
 	struct node_job *nj = job_new(svc, req, in, server, backup, root);
@@ -366,6 +407,11 @@ static int h_restore(struct http_request *req, void *ud)
 		goto out;
 	}
 	nj->truncate = json_is_true(truncate);
+	if (has_url && !(nj->url = strdup(url))) {
+		node_job_free(nj);
+		http_respond_error(req, 500, MSG_INTERNAL);
+		goto out;
+	}
 	if (submit(svc, req, nj, JOB_RESTORE, node_run_restore, NULL) == 0)
 		http_respond_empty(req, 202);
 out:
@@ -393,6 +439,14 @@ static int h_delete(struct http_request *req, void *ud)
 		if (http_require_json(req, &body) < 0)
 			goto out;
 		json_t *adapter = json_object_get(body, "adapter");
+		/* Wings deletes local files only and answers 404 for an S3 backup, which the
+		 * panel takes as deleted (it removes the object itself). */
+		if (json_is_string(adapter) &&
+		    strcmp(json_string_value(adapter), NODE_S3_ADAPTER) == 0 &&
+		    !instance_set_find(svc->instances, NODE_S3_ADAPTER)) {
+			http_respond_error(req, 404, MSG_NO_BACKUP);
+			goto out;
+		}
 		if (adapter && !json_is_null(adapter)) {
 			in = find_instance(svc, req, adapter);
 			if (!in)

@@ -23,3 +23,11 @@ add_test(NAME client_api_e2e
                  $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
                  ${CMAKE_SOURCE_DIR} $<TARGET_FILE:adapter_memory> $<TARGET_FILE:adapter_old>)
 set_tests_properties(client_api_e2e PROPERTIES ENVIRONMENT "${AMBER_TEST_ENV}" TIMEOUT 900)
+
+# S3 through amberd in both modes (direct, panel-presigned) against s3rver 5 behind a
+# fault-injecting proxy, judged with /usr/bin/aws s3api and GNU tar.
+add_test(NAME s3_e2e
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/s3_e2e.py
+                 $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
+                 ${CMAKE_SOURCE_DIR})
+set_tests_properties(s3_e2e PROPERTIES ENVIRONMENT "${AMBER_TEST_ENV}" TIMEOUT 600)

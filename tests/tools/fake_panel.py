@@ -19,6 +19,8 @@ Each request takes the next STEP; the last one repeats. A STEP is:
     slow:S               wait S seconds, then answer 204
     parts:P[:M]          200 {"parts":[url...], "part_size":P} with ceil(size/P) urls
                          for the query's size; with M, also "max_concurrent_uploads":M
+    s3parts:P:BASE       like parts:P, the urls being BASE/part/<n>?sig=<uuid>-<n>
+                         (BASE is a fake part store, e.g. http://127.0.0.1:PORT)
     garbage              200 with a body that is not JSON
     json:TEXT            200 with TEXT as the body
 
@@ -118,6 +120,16 @@ class Handler(BaseHTTPRequestHandler):
                              % (bid, i + 1) for i in range(n)], "part_size": part_size}
             if ":" in arg:
                 out["max_concurrent_uploads"] = int(arg.split(":")[1])
+            return self._send(200, json.dumps(out).encode())
+        if kind == "s3parts":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            size = int(query.get("size", ["0"])[0])
+            psize, _, base = arg.partition(":")
+            part_size = int(psize)
+            n = math.ceil(size / part_size)
+            bid = urllib.parse.urlsplit(self.path).path.rstrip("/").split("/")[-1]
+            out = {"parts": ["%s/part/%d?sig=%s-%d" % (base.rstrip("/"), i + 1, bid, i + 1)
+                             for i in range(n)], "part_size": part_size}
             return self._send(200, json.dumps(out).encode())
         if kind == "garbage":
             return self._send(200, b"<html>not json</html>", "text/html")

@@ -7,6 +7,18 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/amber-conformance-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 case $type in
   wings) extra="path = \"$work/store\"" ;;
+  s3)
+    # A live s3rver (see tests/s3/s3rver.sh); 5MiB parts so the 64 MiB object goes
+    # multipart with several parts in flight.
+    source "$(dirname "$0")/../s3/s3rver.sh"
+    S3_EXTRA_CLEANUP='rm -rf "$work"'
+    s3rver_start conformance
+    extra="endpoint = \"$S3_ENDPOINT\"
+bucket = \"conformance\"
+access_key_id = \"S3RVER\"
+secret_access_key = \"S3RVER\"
+part_size = \"5MiB\"
+parallel_parts = 4" ;;
   *) extra="" ;;
 esac
 cat >"$work/amber.toml" <<TOML

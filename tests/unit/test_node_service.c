@@ -11,6 +11,7 @@
 #include "node_service.h"
 #include "http.h"
 #include "testutil.h"
+#include "fake_store.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -294,8 +295,10 @@ START_TEST(auth_and_validation)
 	expect(&f, "POST", create, BEARER, JSON,
 	       "{\"adapter\":\"wings\",\"uuid\":\"../../etc/x\",\"ignore\":\"\"}", 400,
 	       "backup identifier must be a valid UUID");
+	/* "s3" without an instance is the panel-presigned mode (below); any other name
+	 * the node does not have is refused */
 	expect(&f, "POST", create, BEARER, JSON,
-	       "{\"adapter\":\"s3\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 400,
+	       "{\"adapter\":\"gcs\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 400,
 	       "configured: wings, mem");
 	expect(&f, "POST", create, BEARER, JSON, "{\"uuid\":\"" BACKUP1 "\"}", 400, "wings");
 	expect(&f, "POST", create, BEARER, JSON, "{\"adapter\":", 400, NULL);
@@ -599,14 +602,28 @@ START_TEST(object_store_adapter)
 	ck_assert_int_lt(json_integer_value(json_object_get(b, "size")), 4096);
 	json_decref(r);
 
-	/* a download_url is refused before anything runs; without one, the node restores
-	 * through its own instance */
+	/* a download_url wins over the instance (it is what the panel asked for): one that
+	 * answers 404 fails the restore before anything is truncated; without one, the
+	 * node restores through its own instance */
 	char *a = fmt("%s/%s/a.txt", f.data, SERVER);
 	const char *restore = "/api/servers/" SERVER "/backup/" BACKUP1 "/restore";
+	char *sdir = fmt("%s/store-url", f.dir);
+	ck_assert_int_eq(mkdir(sdir, 0700), 0);
+	struct fake_store fs;
+	fake_store_start(&fs, sdir, NULL, NULL);
+	char *body = fmt("{\"adapter\":\"mem\",\"truncate_directory\":true,"
+			 "\"download_url\":\"http://127.0.0.1:%d/status/404?sig=x\"}", fs.port);
+	expect(&f, "POST", restore, BEARER, JSON, body, 202, NULL);
+	json_t *fj = wait_job(&f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(fj, "state")), "failed");
+	json_decref(fj);
+	ck_assert_uint_eq(fake_store_count(&fs, "GET", NULL, NULL), 1);
+	fake_store_stop(&fs);
+	free(body);
+	free(sdir);
 	expect(&f, "POST", restore, BEARER, JSON,
-	       "{\"adapter\":\"mem\",\"truncate_directory\":true,"
-	       "\"download_url\":\"http://127.0.0.1:1/x\"}",
-	       400, "not supported");
+	       "{\"adapter\":\"mem\",\"download_url\":\"file:///etc/passwd\"}", 400,
+	       "http or https");
 	ck_assert_int_eq(access(a, F_OK), 0);
 	ck_assert_int_eq(unlink(a), 0);
 	expect(&f, "POST", restore, BEARER, JSON,
@@ -880,6 +897,242 @@ START_TEST(download_names_its_instance)
 }
 END_TEST
 
+/* ---- "s3" without an instance: Wings' s3 mode through a stock panel ---- */
+
+#define PART (1u << 20)
+
+/* Another 3 MiB of incompressible data, so the archive spans several 1 MiB parts. */
+static void add_bulk(struct fx *f)
+{
+	size_t n = 3u << 20;
+	char *b = malloc(n);
+	uint32_t x = 4242;
+	for (size_t i = 0; i < n; i++) {
+		x = x * 1664525u + 1013904223u;
+		b[i] = (char)(x >> 24);
+	}
+	char *p = fmt("%s/%s/world/region.mca", f->data, SERVER);
+	tu_write_file(p, b, n, 0644);
+	free(p);
+	free(b);
+}
+
+/* The store first (the panel hands out its URLs), then the node with the panel. */
+static void fx_start_s3(struct fx *f, struct fake_store *st, char **sdir,
+			const char *const *rules)
+{
+	*sdir = tu_mkdtemp("s3store");
+	fake_store_start(st, *sdir, NULL, rules);
+	char *step = fmt("s3parts:%u:http://127.0.0.1:%d", PART, st->port);
+	const char *steps[] = { step, "204", NULL };
+	fx_start(f, steps, 2000);
+	free(step);
+	add_bulk(f);
+}
+
+static void fx_stop_s3(struct fx *f, struct fake_store *st, char *sdir)
+{
+	fx_stop(f);
+	fake_store_stop(st);
+	tu_rmrf(sdir);
+	free(sdir);
+}
+
+/* Runs a presigned create to its end; returns the report's body (a new reference) and
+ * the size the node asked part URLs for. */
+static json_t *presigned_create(struct fx *f, const char *want_state, long long *ret_size)
+{
+	expect(f, "POST", "/api/servers/" SERVER "/backup", BEARER, JSON,
+	       "{\"adapter\":\"s3\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 202, NULL);
+	json_t *j = wait_job(f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), want_state);
+	ck_assert_int_gt(json_integer_value(json_object_get(j, "bytes_written")), 0);
+	json_decref(j);
+	json_t *all = tu_panel_requests(&f->panel, NULL);
+	ck_assert_uint_eq(json_array_size(all), 2);
+	/* 1: the part URLs for the archive's upper bound, as Wings asks (§3.1) */
+	json_t *q = json_array_get(all, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(q, "method")), "GET");
+	const char *path = json_string_value(json_object_get(q, "path"));
+	const char *pre = "/api/remote/backups/" BACKUP1 "?size=";
+	ck_assert_msg(!strncmp(path, pre, strlen(pre)), "%s", path);
+	*ret_size = atoll(path + strlen(pre));
+	ck_assert_int_gt(*ret_size, 4 << 20);
+	/* 2: the report */
+	json_t *rep = json_array_get(all, 1);
+	ck_assert_str_eq(json_string_value(json_object_get(rep, "method")), "POST");
+	ck_assert_str_eq(json_string_value(json_object_get(rep, "path")),
+			 "/api/remote/backups/" BACKUP1);
+	json_t *body = json_incref(json_object_get(rep, "body"));
+	json_decref(all);
+	return body;
+}
+
+/* The report lists the store's parts in order, their concatenation is the archive it
+ * describes, and GNU tar reads it. */
+static void check_presigned_report(struct fx *f, struct fake_store *st, json_t *b,
+				   long long asked)
+{
+	ck_assert(json_is_true(json_object_get(b, "successful")));
+	json_int_t size = json_integer_value(json_object_get(b, "size"));
+	ck_assert_int_le(size, asked);
+	json_t *parts = json_object_get(b, "parts");
+	size_t n = json_array_size(parts);
+	ck_assert_uint_eq(n, (size_t)((size + PART - 1) / PART));
+	ck_assert_uint_ge(n, 4);
+	json_t *log = fake_store_requests(st);
+	for (size_t i = 0; i < n; i++) {
+		json_t *p = json_array_get(parts, i);
+		ck_assert_int_eq(json_integer_value(json_object_get(p, "part_number")), i + 1);
+		const char *etag = json_string_value(json_object_get(p, "etag"));
+		ck_assert_ptr_nonnull(etag);
+		ck_assert(etag[0] == '"' && etag[strlen(etag) - 1] == '"');
+		/* the ETag of the PUT that stored the part: the last 200 for it */
+		const char *stored = NULL;
+		size_t k;
+		json_t *e;
+		json_array_foreach(log, k, e) {
+			if (json_integer_value(json_object_get(e, "part")) == (json_int_t)(i + 1) &&
+			    json_integer_value(json_object_get(e, "status")) == 200)
+				stored = json_string_value(json_object_get(e, "etag"));
+		}
+		ck_assert_ptr_nonnull(stored);
+		ck_assert_str_eq(etag, stored);
+	}
+	json_decref(log);
+	size_t len = 0;
+	unsigned char *obj = fake_store_object(st, (unsigned)n, &len);
+	ck_assert_uint_eq(len, (size_t)size);
+	char *file = fmt("%s/object.tar.gz", f->dir);
+	tu_write_file(file, obj, len, 0600);
+	free(obj);
+	char *sum = sha1_of(file);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "checksum")), sum);
+	free(sum);
+	ck_assert_int_eq(tu_sh("tar -tzf '%s' > '%s.list'", file, file), 0);
+	ck_assert_int_eq(tu_sh("grep -Eqx '(./)?world/region.mca' '%s.list' && "
+			       "grep -Eqx '(./)?sub/b.bin' '%s.list'", file, file), 0);
+	/* the bytes themselves: GNU tar extracts what the server holds */
+	ck_assert_int_eq(tu_sh("mkdir '%s/x' && tar -xzf '%s' -C '%s/x' && "
+			       "cmp '%s/x/world/region.mca' '%s/%s/world/region.mca'",
+			       f->dir, file, f->dir, f->dir, f->data, SERVER),
+			 0);
+	free(file);
+}
+
+START_TEST(presigned_backup_and_restore_from_download_url)
+{
+	static const char *const rules[] = { "get:1:drop:700000", NULL };
+	struct fx f;
+	struct fake_store st;
+	char *sdir = NULL;
+	fx_start_s3(&f, &st, &sdir, rules);
+	long long asked = 0;
+	json_t *b = presigned_create(&f, "done", &asked);
+	check_presigned_report(&f, &st, b, asked);
+	json_decref(b);
+
+	/* restore through the panel's download_url, the store dropping the connection once:
+	 * the node resumes with a Range and the tree comes back */
+	char *a = fmt("%s/%s/a.txt", f.data, SERVER), *extra = fmt("%s/%s/extra", f.data, SERVER);
+	tu_write_file(a, "changed", 7, 0644);
+	tu_write_file(extra, "x", 1, 0644);
+	const char *restore = "/api/servers/" SERVER "/backup/" BACKUP1 "/restore";
+	char *body = fmt("{\"adapter\":\"s3\",\"truncate_directory\":true,"
+			 "\"download_url\":\"http://127.0.0.1:%d/object?X-Amz-Signature=abc\"}",
+			 st.port);
+	expect(&f, "POST", restore, BEARER, JSON, body, 202, NULL);
+	free(body);
+	json_t *j = wait_job(&f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	size_t len = 0;
+	char *got = tu_read_file(a, &len);
+	ck_assert_uint_eq(len, 12);
+	ck_assert(!memcmp(got, "hello amber\n", 12));
+	free(got);
+	ck_assert_int_ne(access(extra, F_OK), 0);
+	ck_assert_int_eq(tu_sh("cmp '%s/x/world/region.mca' '%s/%s/world/region.mca' && "
+			       "cmp '%s/x/sub/b.bin' '%s/%s/sub/b.bin'",
+			       f.dir, f.data, SERVER, f.dir, f.data, SERVER),
+			 0);
+	ck_assert_uint_eq(fake_store_count(&st, "GET", "range", "bytes=700000-"), 1);
+	json_t *r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1 "/restore");
+	ck_assert_uint_eq(json_array_size(r), 1);
+	ck_assert(json_is_true(
+		json_object_get(json_object_get(json_array_get(r, 0), "body"), "successful")));
+	json_decref(r);
+
+	/* a download_url answering 403 fails the restore before anything is truncated */
+	tu_write_file(extra, "x", 1, 0644);
+	body = fmt("{\"adapter\":\"s3\",\"truncate_directory\":true,"
+		   "\"download_url\":\"http://127.0.0.1:%d/status/403\"}", st.port);
+	expect(&f, "POST", restore, BEARER, JSON, body, 202, NULL);
+	free(body);
+	j = wait_job(&f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "failed");
+	json_decref(j);
+	ck_assert_int_eq(access(extra, F_OK), 0);
+	ck_assert_int_eq(access(a, F_OK), 0);
+	r = tu_panel_requests(&f.panel, "/api/remote/backups/" BACKUP1 "/restore");
+	ck_assert_uint_eq(json_array_size(r), 2);
+	ck_assert(json_is_false(
+		json_object_get(json_object_get(json_array_get(r, 1), "body"), "successful")));
+	json_decref(r);
+
+	/* s3 needs its download_url; delete answers Wings' 404 (the panel removes the
+	 * object itself and takes a 404 as deleted) */
+	expect(&f, "POST", restore, BEARER, JSON, "{\"adapter\":\"s3\",\"download_url\":\"\"}",
+	       400, "download_url field is required");
+	expect(&f, "DELETE", "/api/servers/" SERVER "/backup/" BACKUP1, BEARER, JSON,
+	       "{\"adapter\":\"s3\"}", 404, "backup was not found");
+	free(a);
+	free(extra);
+	fx_stop_s3(&f, &st, sdir);
+}
+END_TEST
+
+START_TEST(presigned_backup_survives_transient_failures)
+{
+	static const char *const rules[] = { "put:1:1:drop", "put:2:1:503", "put:2:2:500",
+					     "put:3:1:429", "put:4:1:drop", NULL };
+	struct fx f;
+	struct fake_store st;
+	char *sdir = NULL;
+	fx_start_s3(&f, &st, &sdir, rules);
+	long long asked = 0;
+	json_t *b = presigned_create(&f, "done", &asked);
+	check_presigned_report(&f, &st, b, asked);
+	json_decref(b);
+	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "drop"), 2);
+	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "503"), 1);
+	fx_stop_s3(&f, &st, sdir);
+}
+END_TEST
+
+START_TEST(presigned_backup_permanent_failure_reports_failed)
+{
+	static const char *const rules[] = { "put:3:*:403", NULL };
+	struct fx f;
+	struct fake_store st;
+	char *sdir = NULL;
+	fx_start_s3(&f, &st, &sdir, rules);
+	time_t t0 = time(NULL);
+	long long asked = 0;
+	json_t *b = presigned_create(&f, "failed", &asked);
+	ck_assert_int_le(time(NULL) - t0, 10);
+	/* Wings' failure report: the panel aborts the multipart upload */
+	ck_assert(json_is_false(json_object_get(b, "successful")));
+	ck_assert(json_is_null(json_object_get(b, "parts")));
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "size")), 0);
+	const char *err = json_string_value(json_object_get(b, "error"));
+	ck_assert_msg(err && strstr(err, "part 3: HTTP 403"), "%s", err ? err : "(none)");
+	json_decref(b);
+	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "403"), 1);
+	fx_stop_s3(&f, &st, sdir);
+}
+END_TEST
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -896,6 +1149,9 @@ int main(void)
 	tcase_add_test(tc, max_size_limits_the_archive);
 	tcase_add_test(tc, insufficient_storage);
 	tcase_add_test(tc, download_names_its_instance);
+	tcase_add_test(tc, presigned_backup_and_restore_from_download_url);
+	tcase_add_test(tc, presigned_backup_survives_transient_failures);
+	tcase_add_test(tc, presigned_backup_permanent_failure_reports_failed);
 	suite_add_tcase(s, tc);
 	int rc = tu_run_suite(s);
 	curl_global_cleanup();

@@ -92,7 +92,8 @@ static int fake_abort(amber_instance *self, amber_ctx *ctx, const char *key,
 {
 	self->aborts++;
 	snprintf(self->last_upload, sizeof(self->last_upload), "%s", upload_id);
-	return 0;
+	/* a store that does not implement the abort (s3rver answers 405) */
+	return strcmp(upload_id, "upload-405") == 0 ? AMBER_EIO : 0;
 }
 
 static const amber_adapter fake_s3 = {
@@ -502,9 +503,19 @@ START_TEST(test_report)
 	expect_sql(&e, "SELECT state FROM backups WHERE uuid = '" B_S3 "'", "running");
 	expect_sql(&e, "SELECT state FROM backups WHERE uuid = '" B_FOREIGN "'", "running");
 
-	/* A multipart store cannot complete what was never opened, as the panel says. */
-	expect_error((struct resp[]){ call(&e, "POST", p, AUTH1, ok_body) }, 400,
-		     "BadRequestHttpException", "no upload_id present");
+	/* No upload was opened here: the node wrote the object with its own credentials
+	 * (Amber's direct mode). Its report is recorded; nothing is completed on the store
+	 * (the reference panel answers 400 here, its nodes cannot upload alone). */
+	const char *direct = "aaaaaaaa-0000-4000-8000-0000000000d1";
+	add_backup(&e, direct, S1, "s3", 1);
+	char pd[96];
+	snprintf(pd, sizeof(pd), "/api/remote/backups/%s", direct);
+	r = call(&e, "POST", pd, AUTH1, ok_body);
+	ck_assert_msg(r.status == 204, "%ld %s", r.status, r.body);
+	resp_free(&r);
+	ck_assert_int_eq(e.fake_state.completes, 0);
+	expect_sql(&e, "SELECT state FROM backups WHERE uuid = 'aaaaaaaa-0000-4000-8000-0000000000d1'",
+		   "completed");
 	ck_assert_int_eq(store_backup_set_upload_id(e.st, B_S3, "upload-77"), 0);
 
 	/* Success: the upload is completed with the node's parts, then recorded. */
@@ -587,6 +598,17 @@ START_TEST(test_report)
 	ck_assert_int_eq(e.fake_state.aborts, 1);
 	ck_assert_str_eq(e.fake_state.last_upload, "upload-88");
 	expect_sql(&e, "SELECT state FROM backups WHERE uuid = '" B_S3B "'", "failed");
+	/* The failure is recorded even when the store cannot abort the upload. */
+	const char *noabort = "aaaaaaaa-0000-4000-8000-0000000000d2";
+	add_backup(&e, noabort, S1, "s3", 1);
+	ck_assert_int_eq(store_backup_set_upload_id(e.st, noabort, "upload-405"), 0);
+	expect_status((struct resp[]){ call(&e, "POST", "/api/remote/backups/"
+					    "aaaaaaaa-0000-4000-8000-0000000000d2", AUTH1,
+					    fail_body) },
+		      204);
+	ck_assert_int_eq(e.fake_state.aborts, 2);
+	expect_sql(&e, "SELECT state FROM backups WHERE uuid = '" "aaaaaaaa-0000-4000-8000-0000000000d2" "'",
+		   "failed");
 	env_down(&e);
 }
 END_TEST
