@@ -367,7 +367,7 @@ static int wings_config_check(const amber_config *cfg, amber_ctx *ctx)
 
 static int wings_instance_new(const amber_config *cfg, amber_ctx *ctx, amber_instance **ret)
 {
-	const char *path;
+	const char *path = NULL;
 	int do_fsync = 1;
 	int r;
 
