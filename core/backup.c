@@ -125,22 +125,34 @@ int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
 	return r;
 }
 
-int backup_estimate(const struct backup_create_req *req, struct amber_ctx *ctx,
-		    uint64_t *ret_bytes)
+/* Walks req's tree under its ignore rules with walk (archive_prewalk or
+ * archive_tar_bound: both give a byte count and an entry count); the reason of a failure
+ * goes on ctx. */
+static int walk_tree(const struct backup_create_req *req, struct amber_ctx *ctx,
+		     int (*walk)(const char *root, const struct ignore_rules *ignore,
+				 uint64_t *ret_bytes, uint64_t *ret_entries),
+		     uint64_t *ret_bytes, uint64_t *ret_entries)
 {
-	*ret_bytes = 0;
 	struct ignore_rules *ignore = NULL;
 	int r = load_ignore(req, ctx, &ignore);
 	if (r < 0)
 		return r;
-	uint64_t bytes = 0, entries = 0;
-	r = archive_prewalk(req->root, ignore, &bytes, &entries);
+	r = walk(req->root, ignore, ret_bytes, ret_entries);
 	ignore_rules_free(ignore);
-	if (r < 0) {
+	if (r < 0)
 		host_ctx_set_error(ctx, host_errno_to_code(r), "walking %s: %s", req->root,
 				   strerror(-r));
+	return r;
+}
+
+int backup_estimate(const struct backup_create_req *req, struct amber_ctx *ctx,
+		    uint64_t *ret_bytes)
+{
+	*ret_bytes = 0;
+	uint64_t bytes = 0, entries = 0;
+	int r = walk_tree(req, ctx, archive_prewalk, &bytes, &entries);
+	if (r < 0)
 		return r;
-	}
 	*ret_bytes = bytes + entries * BACKUP_ENTRY_OVERHEAD;
 	return 0;
 }
@@ -149,18 +161,10 @@ int backup_compressed_bound(const struct backup_create_req *req, struct amber_ct
 			    uint64_t *ret_bytes)
 {
 	*ret_bytes = 0;
-	struct ignore_rules *ignore = NULL;
-	int r = load_ignore(req, ctx, &ignore);
+	uint64_t tar = 0, entries = 0;
+	int r = walk_tree(req, ctx, archive_tar_bound, &tar, &entries);
 	if (r < 0)
 		return r;
-	uint64_t tar = 0, entries = 0;
-	r = archive_tar_bound(req->root, ignore, &tar, &entries);
-	ignore_rules_free(ignore);
-	if (r < 0) {
-		host_ctx_set_error(ctx, host_errno_to_code(r), "walking %s: %s", req->root,
-				   strerror(-r));
-		return r;
-	}
 	*ret_bytes = archive_compressed_bound(tar);
 	return 0;
 }

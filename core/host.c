@@ -139,14 +139,8 @@ static int svc_is_cancelled(amber_ctx *ctx)
 	return ctx && ctx->cancel && atomic_load(ctx->cancel) != 0;
 }
 
-static int svc_backoff(amber_ctx *ctx, unsigned attempt)
+uint64_t host_backoff_delay_ms(const struct host_retry_policy *p, unsigned attempt)
 {
-	struct host_retry_policy def = { 6, 250, 8000 };
-	const struct host_retry_policy *p = ctx ? &ctx->retry : &def;
-	if (attempt == 0)
-		attempt = 1;
-	if (attempt > p->max_attempts)
-		return AMBER_EAGAIN;
 	uint64_t cap = p->base_ms;
 	for (unsigned i = 1; i < attempt && cap < p->max_ms; i++)
 		cap *= 2;
@@ -156,7 +150,18 @@ static int svc_backoff(amber_ctx *ctx, unsigned attempt)
 	uint32_t r = 0;
 	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
 		r = (uint32_t)time(NULL);
-	uint64_t delay = cap ? (r % (cap + 1)) : 0;
+	return cap ? r % (cap + 1) : 0;
+}
+
+static int svc_backoff(amber_ctx *ctx, unsigned attempt)
+{
+	struct host_retry_policy def = { 6, 250, 8000 };
+	const struct host_retry_policy *p = ctx ? &ctx->retry : &def;
+	if (attempt == 0)
+		attempt = 1;
+	if (attempt > p->max_attempts)
+		return AMBER_EAGAIN;
+	uint64_t delay = host_backoff_delay_ms(p, attempt);
 	while (delay > 0) {
 		if (svc_is_cancelled(ctx))
 			return AMBER_ECANCELED;

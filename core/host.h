@@ -23,6 +23,10 @@ struct host_retry_policy {
 	unsigned max_ms;       /* cap on one delay */
 };
 
+/* The delay before attempt (1, 2, ...): full jitter over a cap that starts at p->base_ms
+ * and doubles each attempt up to p->max_ms. */
+uint64_t host_backoff_delay_ms(const struct host_retry_policy *p, unsigned attempt);
+
 struct amber_ctx {
 	/* Log prefix fields; borrowed, must outlive the context. */
 	const char *adapter, *instance, *op, *id;

@@ -7,6 +7,8 @@
  * the writer and finish return. */
 #include "part_upload.h"
 
+#include "curl_util.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,7 +27,6 @@
 #define DEFAULT_STALL_TIMEOUT_MS 60000u
 #define DEFAULT_RETRY ((struct host_retry_policy){ .max_attempts = 6, .base_ms = 250, \
 						    .max_ms = 8000 })
-#define SLEEP_SLICE_MS 50u
 #define ETAG_MAX 256
 #define ERR_BODY_MAX 300
 
@@ -175,20 +175,6 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 	return stopped(p->pu) ? 1 : 0;
 }
 
-static bool curl_permanent(CURLcode cc)
-{
-	switch (cc) {
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_URL_MALFORMAT:
-	case CURLE_NOT_BUILT_IN:
-	case CURLE_OUT_OF_MEMORY:
-	case CURLE_BAD_FUNCTION_ARGUMENT:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* The text of an error body, on one line, for a message. */
 static void body_excerpt(const struct put *p, char *out, size_t cap)
 {
@@ -224,32 +210,25 @@ static enum outcome put_once(struct part_upload *pu, CURL *h, struct slot *s, ch
 	}
 	/* reset keeps the connection cache: the next part reuses the connection. */
 	curl_easy_reset(h);
-	curl_easy_setopt(h, CURLOPT_URL, pu->urls[s->index]);
+	/* No overall timeout: a 5 GiB part on a slow link is legitimate. A stalled one is
+	 * not. */
+	struct curl_util_opts o = { .url = pu->urls[s->index],
+				    .errbuf = errbuf,
+				    .on_header = on_header,
+				    .on_body = on_body,
+				    .data = &p,
+				    .on_progress = on_progress,
+				    .progress_data = &p,
+				    .connect_timeout_ms = pu->connect_timeout_ms,
+				    .stall_timeout_ms = pu->stall_timeout_ms };
+	curl_util_setup(h, &o);
 	curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->len);
 	curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
 	curl_easy_setopt(h, CURLOPT_READDATA, &p);
 	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
 	curl_easy_setopt(h, CURLOPT_SEEKDATA, &p);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &p);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &p);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)pu->connect_timeout_ms);
-	/* No overall timeout: a 5 GiB part on a slow link is legitimate. A stalled one is
-	 * not. */
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
-			 (long)((pu->stall_timeout_ms + 999) / 1000));
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &p);
-	/* A presigned URL is signed for its host; a redirect elsewhere cannot be valid. */
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 
 	CURLcode cc = curl_easy_perform(h);
 	curl_slist_free_all(hdrs);
@@ -266,9 +245,9 @@ static enum outcome put_once(struct part_upload *pu, CURL *h, struct slot *s, ch
 				 strerror(p.io_err));
 			return PUT_FAIL;
 		}
-		*err = curl_permanent(cc) ? -EINVAL : -EIO;
+		*err = curl_util_request_error(cc) ? -EINVAL : -EIO;
 		snprintf(why, why_cap, "part %u: %s", pn, *errbuf ? errbuf : curl_easy_strerror(cc));
-		return curl_permanent(cc) ? PUT_FAIL : PUT_RETRY;
+		return curl_util_request_error(cc) ? PUT_FAIL : PUT_RETRY;
 	}
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -297,24 +276,8 @@ static enum outcome put_once(struct part_upload *pu, CURL *h, struct slot *s, ch
  * which the host's own backoff cannot see. 0, or -ECANCELED. */
 static int backoff(struct part_upload *pu, unsigned attempt)
 {
-	uint64_t cap = pu->retry.base_ms;
-	for (unsigned i = 1; i < attempt && cap < pu->retry.max_ms; i++)
-		cap *= 2;
-	if (cap > pu->retry.max_ms)
-		cap = pu->retry.max_ms;
-	uint32_t r = 0;
-	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = (uint32_t)time(NULL);
-	uint64_t delay = cap ? r % (cap + 1) : 0;
-	while (delay > 0) {
-		if (stopped(pu))
-			return -ECANCELED;
-		uint64_t slice = delay > SLEEP_SLICE_MS ? SLEEP_SLICE_MS : delay;
-		struct timespec ts = { 0, (long)slice * 1000000L };
-		nanosleep(&ts, NULL);
-		delay -= slice;
-	}
-	return stopped(pu) ? -ECANCELED : 0;
+	return curl_util_sleep_ms(host_backoff_delay_ms(&pu->retry, attempt), &pu->stop,
+				  pu->cancel);
 }
 
 static void upload_part(struct part_upload *pu, CURL *h, struct slot *s)
@@ -503,24 +466,31 @@ static void enqueue_locked(struct part_upload *pu)
 	pthread_cond_broadcast(&pu->cond);
 }
 
+/* One wait on pu->cond (lock held) for the workers: a cancel fails the upload instead
+ * (which ends every caller's loop, on pu->err). Timed, so a cancel is seen even while
+ * every part is in flight. */
+static void wait_locked(struct part_upload *pu)
+{
+	if (pu->cancel && atomic_load(pu->cancel)) {
+		fail_locked(pu, -ECANCELED, "cancelled");
+		return;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&pu->cond, &pu->lock, &ts);
+}
+
 /* Gives the writer a slot for the next part, waiting for one to be freed. */
 static int take_slot(struct part_upload *pu)
 {
 	pthread_mutex_lock(&pu->lock);
 	while (!pu->free_list && !pu->err) {
-		if (pu->cancel && atomic_load(pu->cancel)) {
-			fail_locked(pu, -ECANCELED, "cancelled");
-			break;
-		}
-		/* Timed, so a cancel is seen even while every part is in flight. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&pu->cond, &pu->lock, &ts);
+		wait_locked(pu);
 	}
 	int r = pu->err;
 	if (r == 0 && pu->next_index >= pu->n_urls) {
@@ -619,18 +589,7 @@ int part_upload_finish(struct part_upload *pu)
 	pu->closing = true;
 	pthread_cond_broadcast(&pu->cond);
 	while (!pu->err && pu->done < pu->queued) {
-		if (pu->cancel && atomic_load(pu->cancel)) {
-			fail_locked(pu, -ECANCELED, "cancelled");
-			break;
-		}
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&pu->cond, &pu->lock, &ts);
+		wait_locked(pu);
 	}
 	int r = pu->err;
 	if (r == 0 && pu->queued == 0)

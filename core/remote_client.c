@@ -5,6 +5,7 @@
  * is what lets one client serve several job threads without a lock. */
 #include "remote_client.h"
 
+#include "curl_util.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -37,7 +38,6 @@
 #define MAX_SPOOL_FILE_BYTES (32u << 20)
 /* A temporary spool file this old belongs to a writer that died mid-write. */
 #define STALE_TMP_SECONDS 600
-#define SLEEP_SLICE_MS 50u
 
 struct remote_client {
 	char *base; /* "<panel_url>/api/remote", no trailing '/' */
@@ -66,15 +66,7 @@ static bool is_cancelled(const struct remote_client *c)
 /* Sleeps in slices so a shutdown never waits out a long backoff. */
 static int sleep_ms(const struct remote_client *c, uint64_t ms)
 {
-	while (ms > 0) {
-		if (is_cancelled(c))
-			return -ECANCELED;
-		uint64_t slice = ms > SLEEP_SLICE_MS ? SLEEP_SLICE_MS : ms;
-		struct timespec ts = { (time_t)(slice / 1000u), (long)(slice % 1000u) * 1000000L };
-		nanosleep(&ts, NULL);
-		ms -= slice;
-	}
-	return is_cancelled(c) ? -ECANCELED : 0;
+	return curl_util_sleep_ms(ms, NULL, c->cancel);
 }
 
 static uint32_t random_u32(void)
@@ -294,17 +286,8 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
  * URL, an unsupported scheme) is a configuration error that retrying cannot fix. */
 static bool curl_transient(CURLcode cc)
 {
-	switch (cc) {
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_URL_MALFORMAT:
-	case CURLE_NOT_BUILT_IN:
-	case CURLE_OUT_OF_MEMORY:
-	case CURLE_BAD_FUNCTION_ARGUMENT:
-	case CURLE_ABORTED_BY_CALLBACK:
-		return false;
-	default:
-		return true;
-	}
+	/* a cancel is not a failure to retry either */
+	return !curl_util_request_error(cc) && cc != CURLE_ABORTED_BY_CALLBACK;
 }
 
 /* One request. 0: a response came back (r->status set); -EIO: transient transport
@@ -331,23 +314,19 @@ static int http_once(const struct remote_client *c, const char *url, const char 
 		}
 		hdrs = tmp;
 	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
+	/* The token must not follow a redirect to another host, and a redirect is not an
+	 * answer from the panel's remote API anyway: curl_util_setup follows none. */
+	struct curl_util_opts o = { .url = url,
+				    .errbuf = errbuf,
+				    .on_header = on_header,
+				    .on_body = on_body,
+				    .data = r,
+				    .on_progress = on_progress,
+				    .progress_data = (void *)c,
+				    .connect_timeout_ms = c->connect_timeout_ms };
+	curl_util_setup(h, &o);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)c);
-	/* The token must not follow a redirect to another host; a redirect is not an
-	 * answer from the panel's remote API anyway. */
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (c->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);

@@ -7,6 +7,8 @@
  * whatever the download's size. Everything runs on the reader's thread. */
 #include "url_source.h"
 
+#include "curl_util.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -17,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000u
@@ -26,7 +27,6 @@
 						    .max_ms = 8000 })
 #define PENDING_MAX ((size_t)256 << 10)
 #define POLL_MS 100
-#define SLEEP_SLICE_MS 50u
 #define HDR_MAX 256
 
 struct url_source {
@@ -333,23 +333,17 @@ static int start_attempt(struct url_source *s)
 	s->skip = 0;
 	s->progressed = false;
 	CURL *h = s->h;
-	curl_easy_setopt(h, CURLOPT_URL, s->url);
+	struct curl_util_opts o = { .url = s->url,
+				    .errbuf = s->errbuf,
+				    .on_header = on_header,
+				    .on_body = on_write,
+				    .data = s,
+				    .on_progress = on_progress,
+				    .progress_data = s,
+				    .connect_timeout_ms = s->connect_timeout_ms,
+				    .stall_timeout_ms = s->stall_timeout_ms };
+	curl_util_setup(h, &o);
 	curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)s->connect_timeout_ms);
-	/* No overall timeout (a large backup takes what it takes); a stall does. */
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((s->stall_timeout_ms + 999) / 1000));
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (s->received > 0) {
 		char range[32];
 		snprintf(range, sizeof(range), "%" PRIu64 "-", s->received);
@@ -361,33 +355,11 @@ static int start_attempt(struct url_source *s)
 	return 0;
 }
 
-static int sleep_backoff(struct url_source *s, unsigned attempt)
-{
-	uint64_t cap = s->retry.base_ms;
-	for (unsigned i = 1; i < attempt && cap < s->retry.max_ms; i++)
-		cap *= 2;
-	if (cap > s->retry.max_ms)
-		cap = s->retry.max_ms;
-	uint32_t r = 0;
-	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = (uint32_t)time(NULL);
-	uint64_t delay = cap ? r % (cap + 1) : 0;
-	while (delay > 0) {
-		if (cancelled(s))
-			return -ECANCELED;
-		uint64_t slice = delay > SLEEP_SLICE_MS ? SLEEP_SLICE_MS : delay;
-		struct timespec ts = { 0, (long)slice * 1000000L };
-		nanosleep(&ts, NULL);
-		delay -= slice;
-	}
-	return cancelled(s) ? -ECANCELED : 0;
-}
-
+/* The request's own errors, and a host that does not resolve: the URL came as it is from
+ * the panel, and another attempt would not find that host either. */
 static bool curl_permanent(CURLcode cc)
 {
-	return cc == CURLE_UNSUPPORTED_PROTOCOL || cc == CURLE_URL_MALFORMAT ||
-	       cc == CURLE_NOT_BUILT_IN || cc == CURLE_OUT_OF_MEMORY ||
-	       cc == CURLE_BAD_FUNCTION_ARGUMENT || cc == CURLE_COULDNT_RESOLVE_HOST;
+	return curl_util_request_error(cc) || cc == CURLE_COULDNT_RESOLVE_HOST;
 }
 
 /* One attempt ended with cc: end of stream, a retry (after its backoff) or an error. */
@@ -434,7 +406,7 @@ static void attempt_done(struct url_source *s, CURLcode cc)
 			  s->fails, s->received);
 		return;
 	}
-	if (sleep_backoff(s, s->fails) < 0) {
+	if (curl_util_sleep_ms(host_backoff_delay_ms(&s->retry, s->fails), NULL, s->cancel) < 0) {
 		set_error(s, -ECANCELED, "cancelled");
 		return;
 	}

@@ -303,6 +303,17 @@ static int attempt_once(amber_instance *in, CURL *h, amber_ctx *ctx, const struc
 	return 0;
 }
 
+int s3_backoff(amber_ctx *ctx, unsigned attempt, struct s3_err *err)
+{
+	int b = amber_host_api->backoff(ctx, attempt);
+	if (b >= 0)
+		return 0;
+	err->code = b == AMBER_ECANCELED ? AMBER_ECANCELED : AMBER_EAGAIN;
+	size_t l = strlen(err->msg);
+	snprintf(err->msg + l, sizeof(err->msg) - l, " (gave up after %u attempts)", attempt);
+	return err->code;
+}
+
 int s3_request(amber_instance *in, CURL *curl, amber_ctx *ctx, const struct s3_req *rq,
 	       struct s3_resp *resp, struct s3_err *err)
 {
@@ -339,16 +350,9 @@ int s3_request(amber_instance *in, CURL *curl, amber_ctx *ctx, const struct s3_r
 			rc = err->code;
 			break;
 		}
-		int b = amber_host_api->backoff(ctx, attempt);
-		if (b < 0) {
-			/* Out of attempts: the last failure, said to be transient. */
-			err->code = b == AMBER_ECANCELED ? AMBER_ECANCELED : AMBER_EAGAIN;
-			size_t l = strlen(err->msg);
-			snprintf(err->msg + l, sizeof(err->msg) - l, " (gave up after %u attempts)",
-				 attempt);
-			rc = err->code;
+		rc = s3_backoff(ctx, attempt, err);
+		if (rc < 0)
 			break;
-		}
 	}
 	if (rc != 0)
 		strbuf_reset(&resp->body);

@@ -67,6 +67,12 @@ struct s3_req {
 int s3_request(amber_instance *in, CURL *curl, amber_ctx *ctx, const struct s3_req *rq,
 	       struct s3_resp *resp, struct s3_err *err);
 
+/* The host's backoff after a transient failure (err) of attempt: 0 to try again; once
+ * the host says stop, err->code becomes AMBER_ECANCELED or (out of attempts, the last
+ * failure said to be transient) AMBER_EAGAIN with the count on err's message, and is
+ * returned. */
+int s3_backoff(amber_ctx *ctx, unsigned attempt, struct s3_err *err);
+
 /* Transfers err to the ctx (message and details); returns err->code. */
 int s3_set_error(amber_ctx *ctx, const struct s3_err *err);
 

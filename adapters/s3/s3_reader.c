@@ -209,14 +209,9 @@ static int open_at(amber_reader *r, amber_ctx *ctx, struct s3_err *err)
 		c = await_headers(r, ctx, r->pos, err);
 		if (c <= 0)
 			return c;
-		int b = amber_host_api->backoff(ctx, attempt);
-		if (b < 0) {
-			err->code = b == AMBER_ECANCELED ? AMBER_ECANCELED : AMBER_EAGAIN;
-			size_t l = strlen(err->msg);
-			snprintf(err->msg + l, sizeof(err->msg) - l, " (gave up after %u attempts)",
-				 attempt);
-			return err->code;
-		}
+		c = s3_backoff(ctx, attempt, err);
+		if (c < 0)
+			return c;
 	}
 }
 

@@ -286,13 +286,15 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 	r = node_service_new(&nc, &d->node, &err);
 	if (r < 0)
 		goto fail;
-	uint64_t part_size = 0, stuck_ms = 0;
+	uint64_t part_size = 0, stuck_ms = 0, presign_ms = 0;
 	adapter_config_get_size(panel, "part_size", &part_size);
 	adapter_config_get_duration_ms(panel, "stuck_after", &stuck_ms);
+	adapter_config_get_duration_ms(panel, "presign_ttl", &presign_ms);
 	struct panel_service_config pc = {
 		.store = d->store,
 		.instances = d->instances,
 		.part_size = part_size,
+		.presign_ttl_s = presign_ms / 1000 > 604800 ? 604800 : (unsigned)(presign_ms / 1000),
 		.stuck_after_s = (unsigned)(stuck_ms / 1000),
 	};
 	r = panel_service_new(&pc, &d->panel, &err);

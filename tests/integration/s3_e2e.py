@@ -107,7 +107,8 @@ parallel_parts = 3
 """
 
 
-PANEL = 'default_adapter = "s3"\npart_size = "5MiB"\nthrottle_limit = 0\ndownload_ttl = "5s"'
+PANEL = ('default_adapter = "s3"\npart_size = "5MiB"\nthrottle_limit = 0\ndownload_ttl = "5s"\n'
+         'presign_ttl = "10m"')
 A = Daemon("panel", panel_extra=PANEL, adapters_extra=s3_config())
 B = Daemon("nodeb", panel_url=A.url)
 
@@ -180,6 +181,18 @@ try:
                   len(parts) >= 4 and all(p["etag"] for p in parts),
                   f"{mode}: the node reported every part it used, in order, with ETags "
                   "(s3rver does not verify ETags at Complete)", json.dumps(parts)[:300])
+        with open(f"{work}/proxy-none.log") as f:
+            puts = [json.loads(line) for line in f]
+        puts = [p for p in puts if p["method"] == "PUT" and p["part"] and
+                object_key(s, b) in p["path"]]
+        check(len(puts) >= 4 and max(p.get("inflight", 0) for p in puts) >= 2,
+              f"{mode}: {len(puts)} parts went to S3, several in flight at once",
+              json.dumps(puts)[:300])
+        want = "600" if node == "nodeb" else None
+        check(all(p["expires"] == want for p in puts),
+              f"{mode}: " + ("the part URLs live as long as [panel] presign_ttl (10m)"
+                             if want else "the node signs its own part requests (headers)"),
+              str([p["expires"] for p in puts]))
         leftovers = [os.path.join(d, f) for d, _, fs in os.walk(daemon.dir) for f in fs
                      if not d.startswith(daemon.data) and
                      os.path.getsize(os.path.join(d, f)) >= PART]

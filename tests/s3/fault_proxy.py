@@ -67,7 +67,8 @@ class Proxy(BaseHTTPRequestHandler):
         fault = fault_for(self.command, q)
         rec = {"method": self.command, "path": urllib.parse.unquote(u.path),
                "query": sorted(q), "part": int(q["partNumber"][0]) if is_part else None,
-               "range": self.headers.get("Range"), "len": length, "fault": fault}
+               "range": self.headers.get("Range"), "len": length, "fault": fault,
+               "expires": q.get("X-Amz-Expires", [None])[0]}
         if is_part:
             with lock:
                 state["inflight_parts"] += 1

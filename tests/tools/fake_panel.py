@@ -37,11 +37,12 @@ import math
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from helper_server import serve
 
 
 class State:
@@ -160,21 +161,6 @@ class Handler(BaseHTTPRequestHandler):
     do_DELETE = _handle
 
 
-class QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        # clients that time out or steps that reset the connection are expected here
-        pass
-
-
-def watch_stdin():
-    # EOF on stdin: the test process that started us is gone
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    finally:
-        os._exit(0)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--log", required=True)
@@ -182,14 +168,7 @@ def main():
     ap.add_argument("--start-after", type=float, default=0.0)
     ap.add_argument("script", nargs="+")
     args = ap.parse_args()
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    if args.start_after > 0:
-        time.sleep(args.start_after)
-    server = QuietServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    server.state = State(args.script, args.log)
-    print(server.server_address[1], flush=True)
-    server.serve_forever(poll_interval=0.05)
+    serve(Handler, State(args.script, args.log), args.port, args.start_after)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ import json
 import os
 import socket
 import struct
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from helper_server import serve
 
 
 class State:
@@ -178,19 +179,6 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        pass
-
-
-def watch_stdin():
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    finally:
-        os._exit(0)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
@@ -199,12 +187,7 @@ def main():
     ap.add_argument("rules", nargs="*")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    server = QuietServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.state = State(args)
-    print(server.server_address[1], flush=True)
-    server.serve_forever(poll_interval=0.05)
+    serve(Handler, State(args))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@
 #include "node_service.h"
 #include "http.h"
 #include "testutil.h"
-#include "fake_store.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -917,17 +916,18 @@ static void add_bulk(struct fx *f)
 	free(b);
 }
 
-/* The store first (the panel hands out its URLs), then the node with the panel. */
-static void fx_start_s3(struct fx *f, struct fake_store *st, char **sdir,
-			const char *const *rules)
+/* The store first (the panel hands out its URLs), then the node with the panel.
+ * Returns the store's scratch directory, for fx_stop_s3. */
+static char *fx_start_s3(struct fx *f, struct fake_store *st, const char *const *rules)
 {
-	*sdir = tu_mkdtemp("s3store");
-	fake_store_start(st, *sdir, NULL, rules);
+	char *sdir = tu_mkdtemp("s3store");
+	fake_store_start(st, sdir, NULL, rules);
 	char *step = fmt("s3parts:%u:http://127.0.0.1:%d", PART, st->port);
 	const char *steps[] = { step, "204", NULL };
 	fx_start(f, steps, 2000);
 	free(step);
 	add_bulk(f);
+	return sdir;
 }
 
 static void fx_stop_s3(struct fx *f, struct fake_store *st, char *sdir)
@@ -1020,17 +1020,22 @@ static void check_presigned_report(struct fx *f, struct fake_store *st, json_t *
 	free(file);
 }
 
+/* A presigned create that succeeds, its report checked against the store. */
+static void presigned_create_ok(struct fx *f, struct fake_store *st)
+{
+	long long asked = 0;
+	json_t *b = presigned_create(f, "done", &asked);
+	check_presigned_report(f, st, b, asked);
+	json_decref(b);
+}
+
 START_TEST(presigned_backup_and_restore_from_download_url)
 {
 	static const char *const rules[] = { "get:1:drop:700000", NULL };
 	struct fx f;
 	struct fake_store st;
-	char *sdir = NULL;
-	fx_start_s3(&f, &st, &sdir, rules);
-	long long asked = 0;
-	json_t *b = presigned_create(&f, "done", &asked);
-	check_presigned_report(&f, &st, b, asked);
-	json_decref(b);
+	char *sdir = fx_start_s3(&f, &st, rules);
+	presigned_create_ok(&f, &st);
 
 	/* restore through the panel's download_url, the store dropping the connection once:
 	 * the node resumes with a Range and the tree comes back */
@@ -1098,12 +1103,8 @@ START_TEST(presigned_backup_survives_transient_failures)
 					     "put:3:1:429", "put:4:1:drop", NULL };
 	struct fx f;
 	struct fake_store st;
-	char *sdir = NULL;
-	fx_start_s3(&f, &st, &sdir, rules);
-	long long asked = 0;
-	json_t *b = presigned_create(&f, "done", &asked);
-	check_presigned_report(&f, &st, b, asked);
-	json_decref(b);
+	char *sdir = fx_start_s3(&f, &st, rules);
+	presigned_create_ok(&f, &st);
 	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "drop"), 2);
 	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "503"), 1);
 	fx_stop_s3(&f, &st, sdir);
@@ -1115,8 +1116,7 @@ START_TEST(presigned_backup_permanent_failure_reports_failed)
 	static const char *const rules[] = { "put:3:*:403", NULL };
 	struct fx f;
 	struct fake_store st;
-	char *sdir = NULL;
-	fx_start_s3(&f, &st, &sdir, rules);
+	char *sdir = fx_start_s3(&f, &st, rules);
 	time_t t0 = time(NULL);
 	long long asked = 0;
 	json_t *b = presigned_create(&f, "failed", &asked);

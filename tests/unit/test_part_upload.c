@@ -4,7 +4,6 @@
 #include "backup.h"
 #include "part_upload.h"
 #include "testutil.h"
-#include "fake_store.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -107,154 +106,135 @@ static void check_stored(struct fake_store *st, struct part_upload *pu, const un
 	ck_assert_uint_eq(part_upload_bytes_stored(pu), len);
 }
 
+/* One upload test's store, part URLs and data; cfg starts as the common case (1 MiB
+ * parts, fast retries) for the test to adjust before part_upload_new. */
+struct fx {
+	char *dir;
+	struct fake_store st;
+	struct urls u;
+	unsigned char *data;
+	size_t len;
+	struct part_upload_config cfg;
+	struct part_upload *pu;
+};
+
+/* The store with rules (or NULL), n_urls part URLs into it, and len random bytes from
+ * seed (none for 0). */
+static void fx_start(struct fx *f, const char *const *rules, size_t n_urls, size_t len,
+		     unsigned seed)
+{
+	memset(f, 0, sizeof(*f));
+	f->dir = tu_mkdtemp("pu");
+	fake_store_start(&f->st, f->dir, NULL, rules);
+	f->len = len;
+	f->data = len ? random_bytes(len, seed) : NULL;
+	f->u = make_urls(f->st.port, n_urls);
+	f->cfg = (struct part_upload_config){ .urls = (const char *const *)f->u.v,
+					      .n_urls = f->u.n,
+					      .part_size = MiB,
+					      .retry = FAST_RETRY };
+}
+
+/* part_upload_new with f->cfg, then uploads the first len bytes of the data; returns
+ * upload_all's result. */
+static int fx_upload(struct fx *f, size_t len)
+{
+	ck_assert_int_eq(part_upload_new(&f->cfg, &f->pu), 0);
+	return upload_all(f->pu, f->data, len);
+}
+
+static void fx_stop(struct fx *f)
+{
+	part_upload_free(f->pu);
+	free_urls(&f->u);
+	free(f->data);
+	fake_store_stop(&f->st);
+	tu_rmrf(f->dir);
+	free(f->dir);
+}
+
 START_TEST(multipart_in_order)
 {
-	char *dir = tu_mkdtemp("pu");
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, NULL);
-	size_t len = 5 * MiB + MiB / 2;
-	unsigned char *data = random_bytes(len, 1);
-	struct urls u = make_urls(st.port, 9);
-	struct part_upload_config cfg = { .urls = (const char *const *)u.v, .n_urls = u.n,
-					  .part_size = MiB, .retry = FAST_RETRY };
-	struct part_upload *pu = NULL;
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
-	ck_assert_int_eq(upload_all(pu, data, len), 0);
-	check_stored(&st, pu, data, len, MiB);
-	ck_assert_uint_eq(part_upload_retries(pu), 0);
+	struct fx f;
+	fx_start(&f, NULL, 9, 5 * MiB + MiB / 2, 1);
+	ck_assert_int_eq(fx_upload(&f, f.len), 0);
+	check_stored(&f.st, f.pu, f.data, f.len, MiB);
+	ck_assert_uint_eq(part_upload_retries(f.pu), 0);
 	/* exactly the parts used were sent, with Wings' content type */
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", NULL, NULL), 6);
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", "ctype", "application/x-gzip"), 6);
-	part_upload_free(pu);
-	free_urls(&u);
-	free(data);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", NULL, NULL), 6);
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", "ctype", "application/x-gzip"), 6);
+	fx_stop(&f);
 }
 END_TEST
 
 START_TEST(transient_failures_are_resent_from_memory)
 {
-	char *dir = tu_mkdtemp("pu");
 	static const char *const rules[] = { "put:1:1:429", "put:2:1:drop", "put:3:1:503",
 					     "put:3:2:500", "put:5:1:drop", NULL };
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, rules);
-	size_t len = 4 * MiB + 1234;
-	unsigned char *data = random_bytes(len, 2);
-	struct urls u = make_urls(st.port, 5);
-	struct part_upload_config cfg = { .urls = (const char *const *)u.v, .n_urls = u.n,
-					  .part_size = MiB, .retry = FAST_RETRY, .in_flight = 3 };
-	struct part_upload *pu = NULL;
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
-	ck_assert_int_eq(upload_all(pu, data, len), 0);
-	check_stored(&st, pu, data, len, MiB);
+	struct fx f;
+	fx_start(&f, rules, 5, 4 * MiB + 1234, 2);
+	f.cfg.in_flight = 3;
+	ck_assert_int_eq(fx_upload(&f, f.len), 0);
+	check_stored(&f.st, f.pu, f.data, f.len, MiB);
 	/* every fault was met; curl may itself re-send a part whose reused connection died
 	 * (rewinding through the seek callback), so a drop is not always our retry */
-	ck_assert_uint_ge(part_upload_retries(pu), 3);
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "drop"), 2);
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "429"), 1);
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "503"), 1);
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "500"), 1);
-	part_upload_free(pu);
-	free_urls(&u);
-	free(data);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	ck_assert_uint_ge(part_upload_retries(f.pu), 3);
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", "fault", "drop"), 2);
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", "fault", "429"), 1);
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", "fault", "503"), 1);
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", "fault", "500"), 1);
+	fx_stop(&f);
 }
 END_TEST
 
 START_TEST(permanent_failure_fails_fast)
 {
-	char *dir = tu_mkdtemp("pu");
 	static const char *const rules[] = { "put:3:*:403", NULL };
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, rules);
-	size_t len = 8 * MiB;
-	unsigned char *data = random_bytes(len, 3);
-	struct urls u = make_urls(st.port, 8);
-	struct part_upload_config cfg = { .urls = (const char *const *)u.v, .n_urls = u.n,
-					  .part_size = MiB, .retry = FAST_RETRY };
-	struct part_upload *pu = NULL;
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
+	struct fx f;
+	fx_start(&f, rules, 8, 8 * MiB, 3);
 	time_t t0 = time(NULL);
-	int r = upload_all(pu, data, len);
-	ck_assert_int_eq(r, -EPERM);
+	ck_assert_int_eq(fx_upload(&f, f.len), -EPERM);
 	ck_assert_int_le(time(NULL) - t0, 5);
-	ck_assert_msg(strstr(part_upload_error(pu), "part 3: HTTP 403"), "%s",
-		      part_upload_error(pu));
+	ck_assert_msg(strstr(part_upload_error(f.pu), "part 3: HTTP 403"), "%s",
+		      part_upload_error(f.pu));
 	/* a 403 is the store's decision: never re-sent */
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "403"), 1);
-	part_upload_free(pu);
-	free_urls(&u);
-	free(data);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", "fault", "403"), 1);
+	fx_stop(&f);
 }
 END_TEST
 
 START_TEST(transient_failures_run_out_of_attempts)
 {
-	char *dir = tu_mkdtemp("pu");
 	static const char *const rules[] = { "put:2:*:503", NULL };
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, rules);
-	size_t len = 3 * MiB;
-	unsigned char *data = random_bytes(len, 4);
-	struct urls u = make_urls(st.port, 3);
-	struct part_upload_config cfg = { .urls = (const char *const *)u.v, .n_urls = u.n,
-					  .part_size = MiB,
-					  .retry = { .max_attempts = 2, .base_ms = 5, .max_ms = 10 } };
-	struct part_upload *pu = NULL;
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
-	ck_assert_int_eq(upload_all(pu, data, len), -EAGAIN);
-	ck_assert_msg(strstr(part_upload_error(pu), "gave up after 3 attempts"), "%s",
-		      part_upload_error(pu));
-	ck_assert_uint_eq(fake_store_count(&st, "PUT", "fault", "503"), 3);
+	struct fx f;
+	fx_start(&f, rules, 3, 3 * MiB, 4);
+	f.cfg.retry = (struct host_retry_policy){ .max_attempts = 2, .base_ms = 5, .max_ms = 10 };
+	ck_assert_int_eq(fx_upload(&f, f.len), -EAGAIN);
+	ck_assert_msg(strstr(part_upload_error(f.pu), "gave up after 3 attempts"), "%s",
+		      part_upload_error(f.pu));
+	ck_assert_uint_eq(fake_store_count(&f.st, "PUT", "fault", "503"), 3);
 	size_t n = 99;
-	part_upload_parts(pu, &n);
+	part_upload_parts(f.pu, &n);
 	ck_assert_uint_eq(n, 0);
-	part_upload_free(pu);
-	free_urls(&u);
-	free(data);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	fx_stop(&f);
 }
 END_TEST
 
 START_TEST(more_parts_than_urls_fails_clearly)
 {
-	char *dir = tu_mkdtemp("pu");
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, NULL);
-	size_t len = 3 * MiB;
-	unsigned char *data = random_bytes(len, 5);
-	struct urls u = make_urls(st.port, 2);
-	struct part_upload_config cfg = { .urls = (const char *const *)u.v, .n_urls = u.n,
-					  .part_size = MiB, .retry = FAST_RETRY };
-	struct part_upload *pu = NULL;
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
-	ck_assert_int_eq(upload_all(pu, data, len), -EFBIG);
-	ck_assert_msg(strstr(part_upload_error(pu), "more than the 2 parts"), "%s",
-		      part_upload_error(pu));
-	part_upload_free(pu);
+	struct fx f;
+	fx_start(&f, NULL, 2, 3 * MiB, 5);
+	ck_assert_int_eq(fx_upload(&f, f.len), -EFBIG);
+	ck_assert_msg(strstr(part_upload_error(f.pu), "more than the 2 parts"), "%s",
+		      part_upload_error(f.pu));
+	part_upload_free(f.pu);
 
 	/* exactly two parts' worth fits, and leaves no empty third part */
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
-	ck_assert_int_eq(upload_all(pu, data, 2 * MiB), 0);
+	ck_assert_int_eq(fx_upload(&f, 2 * MiB), 0);
 	size_t n = 0;
-	part_upload_parts(pu, &n);
+	part_upload_parts(f.pu, &n);
 	ck_assert_uint_eq(n, 2);
-	part_upload_free(pu);
-	free_urls(&u);
-	free(data);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	fx_stop(&f);
 }
 END_TEST
 
@@ -273,56 +253,39 @@ static unsigned dir_entries(const char *path)
 
 START_TEST(large_parts_are_spooled)
 {
-	char *dir = tu_mkdtemp("pu");
 	static const char *const rules[] = { "put:2:1:drop", "put:3:1:500", NULL };
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, rules);
+	struct fx f;
+	fx_start(&f, rules, 4, 3 * MiB + 77, 6);
 	char *spool = NULL;
-	ck_assert_int_ge(asprintf(&spool, "%s/spool", dir), 0);
+	ck_assert_int_ge(asprintf(&spool, "%s/spool", f.dir), 0);
 	ck_assert_int_eq(mkdir(spool, 0700), 0);
-	size_t len = 3 * MiB + 77;
-	unsigned char *data = random_bytes(len, 6);
-	struct urls u = make_urls(st.port, 4);
 	/* parts above memory_max go to files: here 1 MiB parts over a 256 KiB limit */
-	struct part_upload_config cfg = { .urls = (const char *const *)u.v, .n_urls = u.n,
-					  .part_size = MiB, .memory_max = 256 << 10,
-					  .spool_dir = spool, .retry = FAST_RETRY };
-	struct part_upload *pu = NULL;
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
-	ck_assert_int_eq(upload_all(pu, data, len), 0);
-	check_stored(&st, pu, data, len, MiB);
+	f.cfg.memory_max = 256 << 10;
+	f.cfg.spool_dir = spool;
+	ck_assert_int_eq(fx_upload(&f, f.len), 0);
+	check_stored(&f.st, f.pu, f.data, f.len, MiB);
 	/* anonymous files: nothing to see or leave behind */
 	ck_assert_uint_eq(dir_entries(spool), 0);
-	part_upload_free(pu);
+	part_upload_free(f.pu);
+	f.pu = NULL;
 	ck_assert_uint_eq(dir_entries(spool), 0);
-	free_urls(&u);
-	free(data);
 	free(spool);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	fx_stop(&f);
 }
 END_TEST
 
 START_TEST(cancel_stops_the_writer)
 {
-	char *dir = tu_mkdtemp("pu");
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, NULL);
-	struct urls u = make_urls(st.port, 4);
+	struct fx f;
+	fx_start(&f, NULL, 4, 0, 0);
 	atomic_int cancel;
 	atomic_init(&cancel, 1);
-	struct part_upload_config cfg = { .urls = (const char *const *)u.v, .n_urls = u.n,
-					  .part_size = MiB, .cancel = &cancel };
-	struct part_upload *pu = NULL;
-	ck_assert_int_eq(part_upload_new(&cfg, &pu), 0);
-	ck_assert_int_eq(part_upload_write(pu, "x", 1), -ECANCELED);
-	ck_assert_int_eq(part_upload_finish(pu), -ECANCELED);
-	part_upload_free(pu);
-	free_urls(&u);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	f.cfg.retry = (struct host_retry_policy){ 0 };
+	f.cfg.cancel = &cancel;
+	ck_assert_int_eq(part_upload_new(&f.cfg, &f.pu), 0);
+	ck_assert_int_eq(part_upload_write(f.pu, "x", 1), -ECANCELED);
+	ck_assert_int_eq(part_upload_finish(f.pu), -ECANCELED);
+	fx_stop(&f);
 }
 END_TEST
 

@@ -5,7 +5,6 @@
 #include "backup.h"
 #include "url_source.h"
 #include "testutil.h"
-#include "fake_store.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -92,49 +91,50 @@ static void check_same_as_object(const struct fake_store *st, const char *got, s
 	free(p);
 }
 
-START_TEST(dropped_connection_resumes_with_range)
+static void stop_store(struct fake_store *st, char *dir)
+{
+	fake_store_stop(st);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* Serves the object with rules' faults and reads it whole through url_source: the bytes
+ * are the object's, after want_resumes resumes. The store stays up for the caller to
+ * check its log; returns the scratch directory for stop_store. */
+static char *read_through_faults(struct fake_store *st, const char *const *rules,
+				 unsigned want_resumes)
 {
 	char *dir = tu_mkdtemp("url");
-	static const char *const rules[] = { "get:1:drop:300000", "get:2:drop:500000", NULL };
-	struct fake_store st;
-	fake_store_start(&st, dir, NULL, rules);
-	size_t total = make_object(dir, &st);
-	char *url = object_url(&st, "/object");
+	fake_store_start(st, dir, NULL, rules);
+	size_t total = make_object(dir, st);
+	char *url = object_url(st, "/object");
 	size_t len = 0;
 	unsigned resumes = 0;
 	char *got = read_all(url, &len, &resumes);
 	ck_assert_uint_eq(len, total);
-	check_same_as_object(&st, got, len);
-	ck_assert_uint_eq(resumes, 2);
-	ck_assert_uint_eq(fake_store_count(&st, "GET", "range", "bytes=300000-"), 1);
-	ck_assert_uint_eq(fake_store_count(&st, "GET", "range", "bytes=800000-"), 1);
+	check_same_as_object(st, got, len);
+	ck_assert_uint_eq(resumes, want_resumes);
 	free(got);
 	free(url);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	return dir;
+}
+
+START_TEST(dropped_connection_resumes_with_range)
+{
+	static const char *const rules[] = { "get:1:drop:300000", "get:2:drop:500000", NULL };
+	struct fake_store st;
+	char *dir = read_through_faults(&st, rules, 2);
+	ck_assert_uint_eq(fake_store_count(&st, "GET", "range", "bytes=300000-"), 1);
+	ck_assert_uint_eq(fake_store_count(&st, "GET", "range", "bytes=800000-"), 1);
+	stop_store(&st, dir);
 }
 END_TEST
 
 START_TEST(a_200_to_a_range_skips_what_was_read)
 {
-	char *dir = tu_mkdtemp("url");
 	static const char *const rules[] = { "get:1:drop:250000", "get:2:norange", NULL };
 	struct fake_store st;
-	fake_store_start(&st, dir, NULL, rules);
-	size_t total = make_object(dir, &st);
-	char *url = object_url(&st, "/object");
-	size_t len = 0;
-	unsigned resumes = 0;
-	char *got = read_all(url, &len, &resumes);
-	ck_assert_uint_eq(len, total);
-	check_same_as_object(&st, got, len);
-	ck_assert_uint_eq(resumes, 1);
-	free(got);
-	free(url);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	stop_store(&st, read_through_faults(&st, rules, 1));
 }
 END_TEST
 
@@ -179,9 +179,7 @@ START_TEST(refused_answers_fail_at_open)
 	ck_assert_int_eq(open_error(u, err, sizeof(err)), -EPROTO);
 	ck_assert_msg(strstr(err, "text/html"), "%s", err);
 	free(u);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	stop_store(&st, dir);
 }
 END_TEST
 
@@ -235,9 +233,7 @@ START_TEST(restore_from_url_with_a_drop)
 	}
 	free(old);
 	free(target);
-	fake_store_stop(&st);
-	tu_rmrf(dir);
-	free(dir);
+	stop_store(&st, dir);
 }
 END_TEST
 

@@ -148,31 +148,29 @@ int tu_run_suite(Suite *s)
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
-void tu_panel_start(struct tu_panel *p, const char *dir, int port, double start_after,
-		    const char *const *steps)
+int tu_server_start(struct tu_server *s, const char *script, const char *const *args,
+		    const char *const *extra, bool wait)
 {
-	static unsigned seq;
-	memset(p, 0, sizeof(*p));
-	ck_assert_int_ge(asprintf(&p->log, "%s/panel-%d-%u.jsonl", dir, (int)getpid(), seq++), 0);
+	memset(s, 0, sizeof(*s));
+	char *path = NULL;
+	ck_assert_int_ge(asprintf(&path, "%s/tests/tools/%s", tu_env("AMBER_SOURCE_DIR", "."),
+				  script),
+			 0);
+	const char *argv[64] = { "python3", path };
+	size_t n = 2;
+	for (size_t i = 0; args[i] && n < 63; i++)
+		argv[n++] = args[i];
+	for (size_t i = 0; extra && extra[i] && n < 63; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
 	int in[2], out[2];
 	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-	char *script = NULL, portbuf[16], afterbuf[32];
-	ck_assert_int_ge(asprintf(&script, "%s/tests/tools/fake_panel.py",
-				  tu_env("AMBER_SOURCE_DIR", ".")),
-			 0);
-	snprintf(portbuf, sizeof(portbuf), "%d", port);
-	snprintf(afterbuf, sizeof(afterbuf), "%.3f", start_after);
-	const char *argv[64] = { "python3", script, "--log", p->log, "--port", portbuf,
-				 "--start-after", afterbuf };
-	size_t n = 8;
-	for (size_t i = 0; steps && steps[i] && n < 63; i++)
-		argv[n++] = steps[i];
-	argv[n] = NULL;
+	/* nothing buffered may be written twice, by the child too */
 	fflush(NULL);
-	p->pid = fork();
-	ck_assert_int_ge(p->pid, 0);
-	if (p->pid == 0) {
+	s->pid = fork();
+	ck_assert_int_ge(s->pid, 0);
+	if (s->pid == 0) {
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		execvp("python3", (char *const *)argv);
@@ -180,37 +178,35 @@ void tu_panel_start(struct tu_panel *p, const char *dir, int port, double start_
 	}
 	close(in[0]);
 	close(out[1]);
-	p->in_fd = in[1];
-	p->out_fd = out[0];
-	free(script);
-	p->port = port;
-	if (start_after > 0)
-		return;
-	struct pollfd pfd = { p->out_fd, POLLIN, 0 };
-	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "fake panel did not start");
+	s->in_fd = in[1];
+	s->out_fd = out[0];
+	free(path);
+	if (!wait)
+		return 0;
+	struct pollfd pfd = { s->out_fd, POLLIN, 0 };
+	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "%s did not start", script);
 	char buf[32] = "";
-	ck_assert_int_gt(read(p->out_fd, buf, sizeof(buf) - 1), 0);
-	p->port = atoi(buf);
-	ck_assert_int_gt(p->port, 0);
+	ck_assert_int_gt(read(s->out_fd, buf, sizeof(buf) - 1), 0);
+	int port = atoi(buf);
+	ck_assert_int_gt(port, 0);
+	return port;
 }
 
-void tu_panel_stop(struct tu_panel *p)
+void tu_server_stop(struct tu_server *s)
 {
-	if (p->pid > 0) {
-		kill(p->pid, SIGTERM);
-		waitpid(p->pid, NULL, 0);
-		close(p->in_fd);
-		close(p->out_fd);
+	if (s->pid > 0) {
+		kill(s->pid, SIGTERM);
+		waitpid(s->pid, NULL, 0);
+		close(s->in_fd);
+		close(s->out_fd);
 	}
-	p->pid = 0;
-	free(p->log);
-	p->log = NULL;
+	s->pid = 0;
 }
 
-json_t *tu_panel_requests(const struct tu_panel *p, const char *path)
+json_t *tu_log_requests(const char *log, const char *path)
 {
 	json_t *all = json_array();
-	char *text = p->log ? tu_read_file(p->log, NULL) : NULL;
+	char *text = log ? tu_read_file(log, NULL) : NULL;
 	if (!text)
 		return all;
 	char *save = NULL;
@@ -222,5 +218,97 @@ json_t *tu_panel_requests(const struct tu_panel *p, const char *path)
 		json_decref(j);
 	}
 	free(text);
+	return all;
+}
+
+void tu_panel_start(struct tu_panel *p, const char *dir, int port, double start_after,
+		    const char *const *steps)
+{
+	static unsigned seq;
+	memset(p, 0, sizeof(*p));
+	ck_assert_int_ge(asprintf(&p->log, "%s/panel-%d-%u.jsonl", dir, (int)getpid(), seq++), 0);
+	char portbuf[16], afterbuf[32];
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	snprintf(afterbuf, sizeof(afterbuf), "%.3f", start_after);
+	const char *args[] = { "--log", p->log, "--port", portbuf, "--start-after", afterbuf,
+			       NULL };
+	/* a late panel is not waited for: the test is about what happens meanwhile */
+	int got = tu_server_start(&p->server, "fake_panel.py", args, steps, start_after <= 0);
+	p->port = start_after > 0 ? port : got;
+}
+
+void tu_panel_stop(struct tu_panel *p)
+{
+	tu_server_stop(&p->server);
+	free(p->log);
+	p->log = NULL;
+}
+
+json_t *tu_panel_requests(const struct tu_panel *p, const char *path)
+{
+	return tu_log_requests(p->log, path);
+}
+
+void fake_store_start(struct fake_store *s, const char *parent, const char *ctype,
+		      const char *const *rules)
+{
+	memset(s, 0, sizeof(*s));
+	ck_assert_int_ge(asprintf(&s->dir, "%s/objects", parent), 0);
+	ck_assert_int_ge(asprintf(&s->log, "%s/store.jsonl", parent), 0);
+	const char *args[] = { "--dir", s->dir, "--log", s->log, "--ctype",
+			       ctype ? ctype : "application/x-gzip", NULL };
+	s->port = tu_server_start(&s->server, "fake_part_store.py", args, rules, true);
+}
+
+void fake_store_stop(struct fake_store *s)
+{
+	tu_server_stop(&s->server);
+	free(s->dir);
+	free(s->log);
+	s->dir = s->log = NULL;
+}
+
+json_t *fake_store_requests(const struct fake_store *s)
+{
+	return tu_log_requests(s->log, NULL);
+}
+
+size_t fake_store_count(const struct fake_store *s, const char *method, const char *key,
+			const char *value)
+{
+	json_t *arr = fake_store_requests(s);
+	size_t n = 0, i;
+	json_t *e;
+	json_array_foreach(arr, i, e) {
+		if (strcmp(json_string_value(json_object_get(e, "method")), method) != 0)
+			continue;
+		json_t *v = key ? json_object_get(e, key) : NULL;
+		if (key && (!v || json_is_null(v)))
+			continue;
+		if (key && value && (!json_is_string(v) || strcmp(json_string_value(v), value)))
+			continue;
+		n++;
+	}
+	json_decref(arr);
+	return n;
+}
+
+unsigned char *fake_store_object(const struct fake_store *s, unsigned n, size_t *ret_len)
+{
+	unsigned char *all = NULL;
+	size_t len = 0;
+	for (unsigned i = 1; i <= n; i++) {
+		char *p = NULL;
+		ck_assert_int_ge(asprintf(&p, "%s/part.%u", s->dir, i), 0);
+		size_t l = 0;
+		char *d = tu_read_file(p, &l);
+		ck_assert_msg(d != NULL, "part %u missing", i);
+		all = realloc(all, len + l + 1);
+		memcpy(all + len, d, l);
+		len += l;
+		free(d);
+		free(p);
+	}
+	*ret_len = len;
 	return all;
 }
