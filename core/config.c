@@ -23,6 +23,8 @@ static const char default_text[] =
 
 static const amber_config_field node_schema[] = {
 	{ "listen", AMBER_CFG_STRING, 0, "127.0.0.1:8080", "address:port of the node API" },
+	{ "public_url", AMBER_CFG_STRING, 0, NULL,
+	  "URL the panel and users reach this node at (download links); default http://<listen>" },
 	{ "token_id", AMBER_CFG_STRING, 0, NULL, "token id shared with the panel" },
 	{ "token", AMBER_CFG_STRING, AMBER_CFG_SECRET, NULL, "node token shared with the panel" },
 	{ "data_dir", AMBER_CFG_STRING, 0, "/var/lib/amber/volumes",

@@ -257,11 +257,26 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 	/* All-in-one: the panel side must know this node's credentials. */
 	int64_t node_id;
 	const char *listen = cfg_str(node, "listen");
+	const char *public_url = cfg_str(node, "public_url");
 	char url[300];
 	snprintf(url, sizeof(url), "http://%s", listen);
-	r = store_node_add(d->store, "local", url, token_id, token, &node_id);
+	if (public_url && strncmp(public_url, "http://", 7) && strncmp(public_url, "https://", 8)) {
+		r = -EINVAL;
+		if (asprintf(&err, "%s: [node] public_url must be an http:// or https:// URL",
+			     d->cfg->file) < 0)
+			err = NULL;
+		goto fail;
+	}
+	/* What the panel calls and puts in download links; the node's own reports to
+	 * this process keep using the listening address. */
+	char reg_url[300];
+	snprintf(reg_url, sizeof(reg_url), "%s", public_url ? public_url : url);
+	size_t rl = strlen(reg_url);
+	while (rl > 0 && reg_url[rl - 1] == '/')
+		reg_url[--rl] = 0;
+	r = store_node_add(d->store, "local", reg_url, token_id, token, &node_id);
 	if (r == -EEXIST)
-		r = store_node_update(d->store, "local", url, token_id, token);
+		r = store_node_update(d->store, "local", reg_url, token_id, token);
 	if (r < 0) {
 		if (asprintf(&err, "registering the local node in %s: %s", db, strerror(-r)) < 0)
 			err = NULL;

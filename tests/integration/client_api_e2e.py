@@ -473,6 +473,10 @@ with con:
     con.execute("UPDATE backups SET created_at = created_at - 7200 WHERE server_uuid = ?", (s_page,))
 con.close()
 A.write_config('throttle_limit = 0\nretention = "1h"')
+with open(A.cfg) as f:
+    cfg_text = f.read()
+with open(A.cfg, "w") as f:
+    f.write(cfg_text.replace("[node]\n", f'[node]\npublic_url = "http://localhost:{A.port}/"\n', 1))
 try:
     if check(A.start() and B.start(), "panel A restarts with retention = 1h"):
         end = time.time() + 30
@@ -485,6 +489,11 @@ try:
         check(sorted(os.listdir(A.store)).count(f"{keep}.tar.gz") == 1 and
               not any(os.path.exists(f"{A.store}/{b}.tar.gz") for b in made if b != keep),
               "and their archives")
+
+        r = u.req("GET", f"/{s_page}/backups/{keep}/download")
+        check(r.status_code == 200 and r.json()["attributes"]["url"].startswith(
+              f"http://localhost:{A.port}/download/backup?token="),
+              "download links use [node] public_url", r.text[:200])
 
         # ---- the same flows from two more clients ----
         flow_server = A.new_server(A, limit=20)
