@@ -85,8 +85,15 @@ path = "{self.store}"
 """)
 
     def start(self):
-        self.proc = subprocess.Popen([P.amberd, "--config", self.cfg, "--adapter-dir", P.adapters])
-        for _ in range(100):
+        # AMBER_E2E_VALGRIND_DIR=<dir>: every daemon runs under memcheck, one log per process
+        # in <dir>; a by-hand check, too slow for the suite's timeouts.
+        vg = os.environ.get("AMBER_E2E_VALGRIND_DIR")
+        launch = (["valgrind", "--quiet", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                   "--show-leak-kinds=definite", f"--log-file={vg}/{self.name}.%p.log"]
+                  if vg else [])
+        self.proc = subprocess.Popen(launch + [P.amberd, "--config", self.cfg, "--adapter-dir",
+                                               P.adapters])
+        for _ in range(600 if vg else 100):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return True
