@@ -31,3 +31,11 @@ add_test(NAME s3_e2e
                  $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
                  ${CMAKE_SOURCE_DIR})
 set_tests_properties(s3_e2e PROPERTIES ENVIRONMENT "${AMBER_TEST_ENV}" TIMEOUT 600)
+
+# GCS through amberd (service-account and HMAC modes, with faults) against the strict GCS
+# test server tests/gcs/gcs_test_server.py (written from gcs-protocol.md; not real GCS).
+add_test(NAME gcs_e2e
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/gcs_e2e.py
+                 $<TARGET_FILE:amberd> $<TARGET_FILE:amber> ${AMBER_ADAPTER_BUILD_DIR}
+                 ${CMAKE_SOURCE_DIR})
+set_tests_properties(gcs_e2e PROPERTIES ENVIRONMENT "${AMBER_TEST_ENV}" TIMEOUT 900)

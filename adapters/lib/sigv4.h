@@ -27,6 +27,8 @@ struct sigv4_scheme {
 
 extern const struct sigv4_scheme sigv4_scheme_aws;
 extern const struct sigv4_scheme sigv4_scheme_goog;
+/* Google's V4 with a service account's RSA key (set creds.rsa_pkey). */
+extern const struct sigv4_scheme sigv4_scheme_goog_rsa;
 
 struct sigv4_creds {
 	const char *access_key_id;
@@ -34,6 +36,9 @@ struct sigv4_creds {
 	const char *session_token; /* NULL or "" for none */
 	const char *region;
 	const char *service; /* "s3" */
+	/* An EVP_PKEY * (RSA): sign with RSASSA-PKCS1-v1_5 SHA-256 instead of the HMAC chain,
+	 * as GOOG4-RSA-SHA256 does (no key derivation; secret_access_key unused). NULL: HMAC. */
+	void *rsa_pkey;
 };
 
 struct sigv4_kv {
@@ -60,7 +65,7 @@ struct sigv4_request {
 
 struct sigv4_out {
 	char date[17];           /* "20150830T123600Z", the x-amz-date value */
-	char signature[65];      /* lower-case hex */
+	char signature[1025];    /* lower-case hex (512 digits for RSA-2048, up to 4096-bit keys) */
 	char *canonical_uri;     /* encoded path: what goes on the wire */
 	char *canonical_request; /* for tests and debugging */
 	char *string_to_sign;

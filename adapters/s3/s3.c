@@ -194,7 +194,7 @@ static int s3_instance_new(const amber_config *cfg, amber_ctx *ctx, amber_instan
 	in->bucket = s.bucket;
 	in->prefix = s.prefix;
 	in->storage_class = s.sclass;
-	in->creds = (struct sigv4_creds){ s.akid, s.secret, s.token, s.region, "s3" };
+	in->creds = (struct sigv4_creds){ s.akid, s.secret, s.token, s.region, "s3", NULL };
 	in->part_size = s.part_size;
 	in->parallel_parts = (unsigned)s.parallel;
 	in->connect_timeout_ms = (long)s.connect_ms;
@@ -320,12 +320,12 @@ static int s3_list(amber_instance *self, amber_ctx *ctx, const char *prefix, amb
 		const char *doc = resp.body.data ? resp.body.data : "";
 		const char *pos = doc, *blk;
 		size_t blen;
-		while (rc == AMBER_OK && s3_xml_block(doc, "Contents", &pos, &blk, &blen) == 0) {
+		while (rc == AMBER_OK && xml_block(doc, "Contents", &pos, &blk, &blen) == 0) {
 			char *c = strndup(blk, blen);
 			const char *p1 = c, *p2 = c, *p3 = c;
-			char *key = c ? s3_xml_text(c, "Key", &p1) : NULL;
-			char *size = c ? s3_xml_text(c, "Size", &p2) : NULL;
-			char *lm = c ? s3_xml_text(c, "LastModified", &p3) : NULL;
+			char *key = c ? xml_text(c, "Key", &p1) : NULL;
+			char *size = c ? xml_text(c, "Size", &p2) : NULL;
+			char *lm = c ? xml_text(c, "LastModified", &p3) : NULL;
 			int64_t mt = 0;
 			parse_time(lm, &mt);
 			/* Keys outside our prefix, or that would break the line format, are
@@ -346,9 +346,9 @@ static int s3_list(amber_instance *self, amber_ctx *ctx, const char *prefix, amb
 			free(lm);
 		}
 		pos = doc;
-		char *trunc = s3_xml_text(doc, "IsTruncated", &pos);
+		char *trunc = xml_text(doc, "IsTruncated", &pos);
 		pos = doc;
-		char *next = s3_xml_text(doc, "NextContinuationToken", &pos);
+		char *next = xml_text(doc, "NextContinuationToken", &pos);
 		int more = trunc && !strcmp(trunc, "true");
 		free(trunc);
 		strbuf_reset(&resp.body);
@@ -389,7 +389,7 @@ int s3_mpu_create(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *ke
 	if (r < 0)
 		return r;
 	const char *pos = resp.body.data;
-	char *id = resp.body.data ? s3_xml_text(resp.body.data, "UploadId", &pos) : NULL;
+	char *id = resp.body.data ? xml_text(resp.body.data, "UploadId", &pos) : NULL;
 	strbuf_reset(&resp.body);
 	if (!id || !*id) {
 		free(id);
@@ -409,7 +409,7 @@ int s3_mpu_complete(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *
 	strbuf_puts(&body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
 	for (size_t i = 0; i < n; i++) {
 		strbuf_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>", (unsigned)numbers[i]);
-		s3_xml_escape(&body, etags[i]);
+		xml_escape(&body, etags[i]);
 		strbuf_puts(&body, "</ETag></Part>");
 	}
 	strbuf_puts(&body, "</CompleteMultipartUpload>");
@@ -517,11 +517,11 @@ static int list_parts(amber_instance *self, amber_ctx *ctx, const char *key,
 		}
 		const char *doc = resp.body.data ? resp.body.data : "", *pos = doc, *blk;
 		size_t blen;
-		while (s3_xml_block(doc, "Part", &pos, &blk, &blen) == 0) {
+		while (xml_block(doc, "Part", &pos, &blk, &blen) == 0) {
 			char *c = strndup(blk, blen);
 			const char *p1 = c, *p2 = c;
-			char *pn = c ? s3_xml_text(c, "PartNumber", &p1) : NULL;
-			char *et = c ? s3_xml_text(c, "ETag", &p2) : NULL;
+			char *pn = c ? xml_text(c, "PartNumber", &p1) : NULL;
+			char *et = c ? xml_text(c, "ETag", &p2) : NULL;
 			free(c);
 			if (!pn || !et || n == S3_MAX_PARTS) {
 				free(pn);
@@ -549,9 +549,9 @@ static int list_parts(amber_instance *self, amber_ctx *ctx, const char *key,
 			free(pn);
 		}
 		pos = doc;
-		char *trunc = s3_xml_text(doc, "IsTruncated", &pos);
+		char *trunc = xml_text(doc, "IsTruncated", &pos);
 		pos = doc;
-		char *next = s3_xml_text(doc, "NextPartNumberMarker", &pos);
+		char *next = xml_text(doc, "NextPartNumberMarker", &pos);
 		int more = trunc && !strcmp(trunc, "true") && next && *next;
 		free(trunc);
 		free(marker);

@@ -115,9 +115,9 @@ int s3_is_transient(long status, const char *s3code)
 void s3_err_from_response(struct s3_err *err, long status, const char *body, const char *what)
 {
 	const char *pos = body;
-	char *code = body ? s3_xml_text(body, "Code", &pos) : NULL;
+	char *code = body ? xml_text(body, "Code", &pos) : NULL;
 	pos = body;
-	char *msg = body ? s3_xml_text(body, "Message", &pos) : NULL;
+	char *msg = body ? xml_text(body, "Message", &pos) : NULL;
 
 	err->status = status;
 	snprintf(err->s3code, sizeof(err->s3code), "%s", code ? code : "");

@@ -9,6 +9,7 @@
 
 #include "sigv4.h"
 #include "strbuf.h"
+#include "xml.h"
 
 #define S3_MIN_PART_SIZE (UINT64_C(5) << 20)
 #define S3_MAX_PART_SIZE (UINT64_C(5) << 30)
@@ -90,15 +91,6 @@ void s3_curl_common(amber_instance *in, CURL *h, amber_ctx *ctx);
 /* Fills err from a non-2xx answer (status and the S3 <Error> body). */
 void s3_err_from_response(struct s3_err *err, long status, const char *body, const char *what);
 int s3_is_transient(long status, const char *s3code);
-
-/* Minimal XML: the text of the first <tag>...</tag> at or after *pos, entities decoded
- * (malloc'd), with *pos moved past the closing tag. NULL when absent. */
-char *s3_xml_text(const char *doc, const char *tag, const char **pos);
-/* The inner span of the next <tag>...</tag> block at or after *pos (not decoded). */
-int s3_xml_block(const char *doc, const char *tag, const char **pos, const char **ret_start,
-		 size_t *ret_len);
-/* Appends s with XML's five special characters escaped. */
-void s3_xml_escape(struct strbuf *b, const char *s);
 
 /* The writer and reader (s3_writer.c, s3_reader.c). */
 int s3_writer_open(amber_instance *self, amber_ctx *ctx, const char *key,

@@ -19,6 +19,29 @@ access_key_id = \"S3RVER\"
 secret_access_key = \"S3RVER\"
 part_size = \"5MiB\"
 parallel_parts = 4" ;;
+  gcs|gcs-hmac)
+    # The strict GCS test server (tests/gcs/gcs_test_server.py, not real GCS). gcs:
+    # service-account key -> JWT -> token, JSON resumable upload in 256 KiB chunks;
+    # gcs-hmac: HMAC keys, XML multipart upload in 5 MiB parts.
+    source "$(dirname "$0")/../gcs/gcs_server.sh"
+    GCS_EXTRA_CLEANUP='rm -rf "$work"'
+    gcs_server_start
+    if [ "$type" = gcs ]; then
+      extra="endpoint = \"$GCS_ENDPOINT\"
+bucket = \"amber-test\"
+credentials_file = \"$GCS_KEY\"
+prefix = \"conf/\"
+chunk_size = \"256KiB\""
+    else
+      extra="endpoint = \"$GCS_ENDPOINT\"
+bucket = \"amber-test\"
+auth = \"hmac\"
+hmac_access_id = \"$GCS_HMAC_ID\"
+hmac_secret = \"$GCS_HMAC_SECRET\"
+part_size = \"5MiB\""
+    fi
+    type=gcs
+    large=${AMBER_GCS_LARGE_MIB:-12} ;;
   *) extra="" ;;
 esac
 cat >"$work/amber.toml" <<TOML
@@ -28,7 +51,7 @@ $extra
 TOML
 # Adapter files must not be group/other-writable; build trees may use umask 002.
 chmod go-w "$file"
-"$runner" --config "$work/amber.toml" --instance under_test --adapter "$file" --large-mib 64
+"$runner" --config "$work/amber.toml" --instance under_test --adapter "$file" --large-mib "${large:-64}"
 if [ "$type" = wings ]; then
   # Nothing may be left behind: no temporary or partial files, only empty dirs.
   left=$(find "$work/store" -type f | wc -l)

@@ -1,7 +1,9 @@
-/* The few XML elements S3 answers carry (Code, Message, UploadId, Key, Size, ...).
+/* The few XML elements S3-style answers (S3, GCS XML API) carry (Code, Message, UploadId, Key, Size, ...).
  * S3's answers are flat and machine-written, so a tag search is enough; the one care
  * needed is decoding entities in the text (keys may hold '&' and any UTF-8). */
-#include "s3_internal.h"
+#include "xml.h"
+
+#include "strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,7 @@ static const char *open_tag(const char *p, const char *tag, int *self_closing,
 	return NULL;
 }
 
-int s3_xml_block(const char *doc, const char *tag, const char **pos, const char **ret_start,
+int xml_block(const char *doc, const char *tag, const char **pos, const char **ret_start,
 		 size_t *ret_len)
 {
 	int sc = 0;
@@ -84,11 +86,11 @@ static void put_utf8(struct strbuf *b, unsigned long cp)
 	}
 }
 
-char *s3_xml_text(const char *doc, const char *tag, const char **pos)
+char *xml_text(const char *doc, const char *tag, const char **pos)
 {
 	const char *s;
 	size_t len;
-	if (s3_xml_block(doc, tag, pos, &s, &len) < 0)
+	if (xml_block(doc, tag, pos, &s, &len) < 0)
 		return NULL;
 	struct strbuf b = { 0 };
 	strbuf_puts(&b, "");
@@ -128,7 +130,7 @@ char *s3_xml_text(const char *doc, const char *tag, const char **pos)
 	return strbuf_take(&b);
 }
 
-void s3_xml_escape(struct strbuf *b, const char *s)
+void xml_escape(struct strbuf *b, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
