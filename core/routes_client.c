@@ -771,7 +771,8 @@ static int store_call(struct store_call *j, const struct store_backup *b, const 
 	if (r == 0)
 		r = j->rc;
 	if (r < 0)
-		log_msg(LOG_LEVEL_ERR, "client api: request %s: %s backup %s on %s: %s", rid,
+		log_msg(r == -ENOTSUP ? LOG_LEVEL_INFO : LOG_LEVEL_ERR,
+			"client api: request %s: %s backup %s on %s: %s", rid,
 			j->remove ? "deleting" : "presigning", b->uuid, j->in->name,
 			j->ctx.message[0] ? j->ctx.message : strerror(-r));
 	return r;
@@ -839,6 +840,16 @@ static int h_download(struct http_request *req, void *ud)
 		/* The store serves the bytes itself, without the node in the path. */
 		struct store_call j = { .in = in, .ttl_s = svc->download_ttl_s };
 		r = store_call(&j, c.backup, http_request_id(req));
+		if (r == -ENOTSUP) {
+			char detail[256];
+			snprintf(detail, sizeof(detail),
+				 "Backups stored in '%s' cannot be downloaded: its configuration "
+				 "holds no key to sign URLs with.",
+				 in->name);
+			respond(req, 400, "BadRequestHttpException", detail);
+			amber_buf_clear(&j.url);
+			goto out;
+		}
 		if (r < 0) {
 			respond(req, 502, "StorageException",
 				"The backup's storage could not sign a download URL; see the "
@@ -934,14 +945,19 @@ static int h_restore(struct http_request *req, void *ud)
 	const char *url = NULL;
 	if (in && (in->ops->caps & AMBER_CAP_PRESIGN_GET)) {
 		r = store_call(&j, c.backup, http_request_id(req));
-		if (r < 0) {
+		/* An instance that cannot sign in its configuration (gcs on a metadata-server
+		 * token): the node reads through its own instance instead. */
+		if (r == -ENOTSUP)
+			r = 0;
+		else if (r < 0) {
 			respond(req, 502, "StorageException",
 				"The backup's storage could not sign a URL for the node; see the "
 				"panel's log.");
 			amber_buf_clear(&j.url);
 			goto out;
 		}
-		if (!strncmp(j.url.data, "http://", 7) || !strncmp(j.url.data, "https://", 8))
+		if (j.url.data && (!strncmp(j.url.data, "http://", 7) ||
+				   !strncmp(j.url.data, "https://", 8)))
 			url = j.url.data;
 	}
 	r = node_backup_restore(nc.client, c.server->uuid, c.backup->uuid, c.backup->adapter,

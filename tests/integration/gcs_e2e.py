@@ -59,7 +59,7 @@ import requests
 AMBERD, AMBER, ADAPTERS, SRC = sys.argv[1:5]
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(SRC, "tests", "gcs"))
-from e2e_util import ALL, Client, Daemon, check, compare, key, setup  # noqa: E402
+from e2e_util import ALL, Client, Daemon, check, compare, expect_err, key, setup  # noqa: E402
 from e2e_util import results  # noqa: E402
 from gcs_test_server import crc32c, crc_b64  # noqa: E402  (the server's CRC32C, self-tested)
 
@@ -116,6 +116,11 @@ def gcs_config(mode, secret=HMAC_SECRET, keyf=None):
     common = f"""[adapters.gcs]
 endpoint = "{GBASE}"
 bucket = "{BUCKET}"
+"""
+    if mode == "metadata":
+        return common + f"""auth = "metadata"
+metadata_url = "{GBASE}"
+chunk_size = "1MiB"
 """
     if mode == "sa":
         return common + f"""auth = "service_account"
@@ -339,6 +344,30 @@ def round_sa():
             delete_round(u, s, b, name, what)
 
 
+def round_metadata():
+    # ---- the GCE metadata server as the token source (no key file)
+    what = "metadata-server token"
+    set_faults([])
+    s = new_server(3)
+    mark = len(log_records())
+    b, attrs = create(u, s, what)
+    if check(attrs and attrs["is_successful"] is True, f"{what}: the backup completes on {PEER}",
+             json.dumps(attrs)[:400]):
+        name = verify_object(s, b, attrs, what)
+        recs = log_records()[mark:]
+        md = [x for x in recs if "computeMetadata" in x["path"]]
+        check(md and all(x["status"] == 200 for x in md),
+              f"{what}: the token came from the metadata endpoint ({PEER} requires "
+              "Metadata-Flavor: Google), not a JWT grant", json.dumps(md)[:300])
+        expect_err(u.req("GET", f"/{s}/backups/{b}/download"), 400, "BadRequestHttpException",
+                   f"{what}: no key to sign a download URL with: 400, not a 5xx")
+        same, why = restore_and_compare(u, s, b, what)
+        check(same, f"{what}: restore (the panel cannot sign here: the node reads through "
+              "its own instance) gives back the tree", why)
+        if name:
+            delete_round(u, s, b, name, what)
+
+
 def round_sa_faults():
     # ---- 2. service account with faults
     what = "service account with faults"
@@ -540,6 +569,7 @@ try:
         run("service account", "sa", round_sa)
         run("service account with faults", "sa", round_sa_faults)
         run("lost sessions", "sa", round_lost)
+        run("metadata server", "metadata", round_metadata)
         run("hmac", "hmac", round_hmac)
         run("hmac with faults", "hmac", round_hmac_faults)
         run("hmac, a part that always fails", "hmac", round_hmac_permanent)
