@@ -37,6 +37,8 @@ type = "memory"
 TOML
 "$prefix/bin/amber-conformance" --config "$work/amber.toml" --instance mem \
   --adapter-dir "$(pkg-config --variable=adapterdir amber-adapter)" --large-mib 16
-"$prefix/bin/amber" --config "$work/amber.toml" \
-  --adapter-dir "$(pkg-config --variable=adapterdir amber-adapter)" adapters list | grep -q "^memory " \
-  && echo "ok - installed amber lists the out-of-tree adapter"
+# Captured first: grep -q stops reading at its match, and with pipefail the listing's
+# SIGPIPE would fail the step once the list outgrows one stdio buffer.
+listed=$("$prefix/bin/amber" --config "$work/amber.toml" \
+  --adapter-dir "$(pkg-config --variable=adapterdir amber-adapter)" adapters list)
+grep -q "^memory " <<<"$listed" && echo "ok - installed amber lists the out-of-tree adapter"
