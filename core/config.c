@@ -55,7 +55,7 @@ static const amber_config_field panel_schema[] = {
 	  "unlocked backups older than this are deleted; 0s: kept until deleted" },
 	{ "download_ttl", AMBER_CFG_DURATION, 0, "1h", "lifetime of a download URL" },
 	{ "presign_ttl", AMBER_CFG_DURATION, 0, "1h",
-	  "lifetime of the part-upload URLs handed to nodes" },
+	  "lifetime of the URLs handed to nodes (part uploads, restore downloads)" },
 	{ "node_timeout", AMBER_CFG_DURATION, 0, "15s", "whole request to a node" },
 	{ "node_connect_timeout", AMBER_CFG_DURATION, 0, "5s", "connecting to a node" },
 	{ 0 },

@@ -46,7 +46,7 @@ struct client_service {
 	char *default_adapter;
 	uint64_t max_backup_size;
 	int64_t throttle_limit, throttle_period_s, retention_s;
-	unsigned download_ttl_s, node_timeout_ms, node_connect_timeout_ms;
+	unsigned download_ttl_s, node_url_ttl_s, node_timeout_ms, node_connect_timeout_ms;
 	struct http_route routes[N_ROUTES];
 };
 
@@ -941,7 +941,9 @@ static int h_restore(struct http_request *req, void *ud)
 	 * can use without credentials of its own. A URL a node cannot fetch (not http) is
 	 * not sent; the node then reads through its own instance. */
 	struct instance *in = panel_store(svc, c.backup);
-	struct store_call j = { .in = in, .ttl_s = svc->download_ttl_s };
+	/* The node may take a while to get to it and read it all: the node-facing lifetime,
+	 * not the one of links shown to users. */
+	struct store_call j = { .in = in, .ttl_s = svc->node_url_ttl_s };
 	const char *url = NULL;
 	if (in && (in->ops->caps & AMBER_CAP_PRESIGN_GET)) {
 		r = store_call(&j, c.backup, http_request_id(req));
@@ -1127,6 +1129,7 @@ int client_service_new(const struct client_service_config *cfg, struct client_se
 	svc->throttle_period_s = cfg->throttle_period_s;
 	svc->retention_s = cfg->retention_s;
 	svc->download_ttl_s = cfg->download_ttl_s ? cfg->download_ttl_s : DEFAULT_DOWNLOAD_TTL_S;
+	svc->node_url_ttl_s = cfg->node_url_ttl_s ? cfg->node_url_ttl_s : DEFAULT_DOWNLOAD_TTL_S;
 	svc->node_timeout_ms = cfg->node_timeout_ms;
 	svc->node_connect_timeout_ms = cfg->node_connect_timeout_ms;
 #define B "/api/client/servers/:server/backups"

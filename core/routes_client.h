@@ -33,6 +33,7 @@ struct client_service_config {
 	int64_t throttle_period_s;
 	int64_t retention_s;            /* unlocked backups older than this go; 0: off */
 	unsigned download_ttl_s;        /* 0: 3600 */
+	unsigned node_url_ttl_s;        /* URLs a node fetches (restores); 0: 3600 */
 	unsigned node_timeout_ms;       /* 0: node_client's default */
 	unsigned node_connect_timeout_ms;
 };

@@ -217,8 +217,8 @@ static int gcs_remove(amber_instance *self, amber_ctx *ctx, const char *key)
 	int r = check_key(ctx, self, key);
 	if (r < 0)
 		return r;
-	struct gcs_resp resp;
-	struct gcs_err err;
+	struct http_resp resp;
+	struct http_err err;
 	char *url = NULL;
 	struct gcs_req rq = { .method = "DELETE", .key = key, .what = "delete" };
 	if (self->auth == GCS_AUTH_HMAC) {
@@ -315,8 +315,8 @@ static int list_json(amber_instance *self, amber_ctx *ctx, const char *full, amb
 			      self->endpoint, bk, pf, tk ? "&pageToken=" : "", tk ? tk : "");
 		free(tk);
 		struct gcs_req rq = { .method = "GET", .api = GCS_JSON, .url = u.data, .what = "list" };
-		struct gcs_resp resp;
-		struct gcs_err err;
+		struct http_resp resp;
+		struct http_err err;
 		int r = u.data ? gcs_request(self, curl, ctx, &rq, &resp, &err) : AMBER_ENOMEM;
 		strbuf_reset(&u);
 		if (r < 0) {
@@ -376,8 +376,8 @@ static int list_xml(amber_instance *self, amber_ctx *ctx, const char *full, ambe
 					 { "continuation-token", token } };
 		struct gcs_req rq = { .method = "GET", .api = GCS_XML, .query = q,
 				      .n_query = token ? 3 : 2, .what = "list" };
-		struct gcs_resp resp;
-		struct gcs_err err;
+		struct http_resp resp;
+		struct http_err err;
 		if (gcs_request(self, curl, ctx, &rq, &resp, &err) < 0) {
 			rc = gcs_set_error(ctx, self, &err);
 			break;

@@ -9,8 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define RESP_BODY_MAX (16u << 20)
-
 char *gcs_full_name(const amber_instance *in, const char *key)
 {
 	struct strbuf b = { 0 };
@@ -33,112 +31,24 @@ char *gcs_json_object_url(const amber_instance *in, const char *key, const char 
 	return enc && bk ? strbuf_take(&b) : NULL;
 }
 
-static int progress_cb(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+/* The common options, and the one GCS adds: XML paths and signed URLs must reach the
+ * server exactly as signed. */
+static void curl_common(amber_instance *in, CURL *h, amber_ctx *ctx)
 {
-	(void)dt, (void)dn, (void)ut, (void)un;
-	amber_ctx *ctx = p;
-	return ctx && amber_host_api->is_cancelled(ctx) ? 1 : 0;
-}
-
-void gcs_curl_common(amber_instance *in, CURL *h, amber_ctx *ctx)
-{
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, in->connect_timeout_ms);
-	/* A stalled transfer fails and is retried: nothing hangs forever. */
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (in->stall_timeout_ms + 999) / 1000);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, ctx);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	/* XML paths and signed URLs must reach the server exactly as signed. */
+	http_curl_common(h, ctx, in->connect_timeout_ms, in->stall_timeout_ms,
+			 "amber-gcs/" GCS_VERSION);
 	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "amber-gcs/" GCS_VERSION);
 }
 
-struct upload_src {
-	const char *data;
-	size_t len, off;
-};
-
-static size_t read_cb(char *buf, size_t size, size_t n, void *p)
+/* A token endpoint's answer body. */
+static size_t token_body_cb(char *data, size_t size, size_t n, void *p)
 {
-	struct upload_src *s = p;
-	size_t want = size * n, left = s->len - s->off;
-	if (want > left)
-		want = left;
-	memcpy(buf, s->data + s->off, want);
-	s->off += want;
-	return want;
-}
-
-static int seek_cb(void *p, curl_off_t off, int origin)
-{
-	struct upload_src *s = p;
-	if (origin != SEEK_SET || off < 0 || (size_t)off > s->len)
-		return CURL_SEEKFUNC_FAIL;
-	s->off = (size_t)off;
-	return CURL_SEEKFUNC_OK;
-}
-
-static size_t write_cb(char *data, size_t size, size_t n, void *p)
-{
-	struct gcs_resp *r = p;
+	struct strbuf *b = p;
 	size_t len = size * n;
-	if (r->body.len + len > RESP_BODY_MAX)
-		return 0;
-	strbuf_append(&r->body, data, len);
-	return strbuf_failed(&r->body) ? 0 : len;
-}
-
-static int grab(const char *line, size_t len, const char *name, char *out, size_t cap)
-{
-	size_t nl = strlen(name);
-	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-		return 0;
-	const char *v = line + nl + 1, *e = line + len;
-	while (v < e && (*v == ' ' || *v == '\t'))
-		v++;
-	while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
-		e--;
-	size_t l = (size_t)(e - v) < cap - 1 ? (size_t)(e - v) : cap - 1;
-	memcpy(out, v, l);
-	out[l] = '\0';
-	return 1;
-}
-
-/* X-Goog-Hash may come as one comma-joined line or one line per hash. */
-static void grab_crc(const char *line, size_t len, char *out, size_t cap)
-{
-	char v[256];
-	if (!grab(line, len, "X-Goog-Hash", v, sizeof(v)))
-		return;
-	for (char *tok = strtok(v, ","); tok; tok = strtok(NULL, ",")) {
-		while (*tok == ' ')
-			tok++;
-		if (!strncmp(tok, "crc32c=", 7))
-			snprintf(out, cap, "%s", tok + 7);
-	}
-}
-
-static size_t header_cb(char *data, size_t size, size_t n, void *p)
-{
-	struct gcs_resp *r = p;
-	size_t len = size * n;
-	char cl[32] = "";
-	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-		r->location[0] = r->range[0] = r->etag[0] = r->generation[0] = '\0';
-		r->crc32c[0] = r->content_range[0] = '\0';
-		r->content_length = -1;
-	}
-	grab(data, len, "Location", r->location, sizeof(r->location));
-	grab(data, len, "Range", r->range, sizeof(r->range));
-	grab(data, len, "ETag", r->etag, sizeof(r->etag));
-	grab(data, len, "X-Goog-Generation", r->generation, sizeof(r->generation));
-	grab(data, len, "Content-Range", r->content_range, sizeof(r->content_range));
-	grab_crc(data, len, r->crc32c, sizeof(r->crc32c));
-	if (grab(data, len, "Content-Length", cl, sizeof(cl)))
-		r->content_length = strtoll(cl, NULL, 10);
-	return len;
+	if (b->len + len > 65536)
+		return 0; /* no token answer is this large */
+	strbuf_append(b, data, len);
+	return strbuf_failed(b) ? 0 : len;
 }
 
 int gcs_is_transient(long status)
@@ -146,7 +56,7 @@ int gcs_is_transient(long status)
 	return status >= 500 || status == 429 || status == 408;
 }
 
-void gcs_err_from_response(struct gcs_err *err, long status, const char *body, const char *what)
+void gcs_err_from_response(struct http_err *err, long status, const char *body, const char *what)
 {
 	char reason[64] = "", msg[320] = "";
 	if (body && *body == '{') {
@@ -199,38 +109,21 @@ void gcs_err_from_response(struct gcs_err *err, long status, const char *body, c
 		 *reason ? " " : "", reason, *msg ? ": " : "", msg);
 }
 
-int gcs_set_error(amber_ctx *ctx, const amber_instance *in, const struct gcs_err *err)
+int gcs_set_error(amber_ctx *ctx, const amber_instance *in, const struct http_err *err)
 {
-	char st[16];
-	if (err->status) {
-		snprintf(st, sizeof(st), "%ld", err->status);
-		amber_host_api->set_error_detail(ctx, "http_status", st);
-	}
-	if (err->reason[0])
-		amber_host_api->set_error_detail(ctx, "gcs_reason", err->reason);
-	return amber_host_api->set_error(ctx, err->code, "gcs instance %s: %s",
-					 in ? in->name : "?", err->msg);
-}
-
-int gcs_backoff(amber_ctx *ctx, unsigned attempt, struct gcs_err *err)
-{
-	int b = amber_host_api->backoff(ctx, attempt);
-	if (b >= 0)
-		return 0;
-	err->code = b == AMBER_ECANCELED ? AMBER_ECANCELED : AMBER_EAGAIN;
-	size_t l = strlen(err->msg);
-	snprintf(err->msg + l, sizeof(err->msg) - l, " (gave up after %u attempts)", attempt);
-	return err->code;
+	char prefix[160];
+	snprintf(prefix, sizeof(prefix), "gcs instance %s: ", in ? in->name : "?");
+	return http_set_error(ctx, err, "gcs_reason", prefix);
 }
 
 /* ---- tokens ---- */
 
 /* One token request, no retries beyond what the caller does; the token and its
  * lifetime on success. */
-static int fetch_token(amber_instance *in, char **ret_tok, long *ret_ttl, struct gcs_err *err)
+static int fetch_token(amber_instance *in, char **ret_tok, long *ret_ttl, struct http_err *err)
 {
 	CURL *h = curl_easy_init();
-	struct gcs_resp resp;
+	struct http_resp resp;
 	memset(&resp, 0, sizeof(resp));
 	struct curl_slist *hl = NULL;
 	struct strbuf url = { 0 }, form = { 0 };
@@ -258,7 +151,7 @@ static int fetch_token(amber_instance *in, char **ret_tok, long *ret_ttl, struct
 		goto out;
 	}
 	hl = curl_slist_append(hl, "Expect:");
-	gcs_curl_common(in, h, NULL);
+	curl_common(in, h, NULL);
 	curl_easy_setopt(h, CURLOPT_URL, url.data);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	/* The metadata server refuses proxied requests. */
@@ -268,8 +161,8 @@ static int fetch_token(amber_instance *in, char **ret_tok, long *ret_ttl, struct
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, form.data);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)form.len);
 	}
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, token_body_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
 	CURLcode cc = curl_easy_perform(h);
 	if (cc != CURLE_OK) {
 		err->code = AMBER_EAGAIN;
@@ -317,7 +210,7 @@ out:
 	return rc;
 }
 
-int gcs_auth_header(amber_instance *in, int force, char **ret_line, struct gcs_err *err)
+int gcs_auth_header(amber_instance *in, int force, char **ret_line, struct http_err *err)
 {
 	*ret_line = NULL;
 	if (in->auth == GCS_AUTH_NONE || in->auth == GCS_AUTH_HMAC) {
@@ -359,7 +252,7 @@ done:
 /* ---- requests ---- */
 
 static int setup(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_req *rq,
-		 int force_token, struct curl_slist **ret_hl, struct gcs_err *err)
+		 int force_token, struct curl_slist **ret_hl, struct http_err *err)
 {
 	struct curl_slist *hl = NULL;
 	struct strbuf url = { 0 }, line = { 0 };
@@ -442,123 +335,75 @@ static int setup(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_r
 		return err->code;
 	}
 	curl_easy_reset(h);
-	gcs_curl_common(in, h, ctx);
+	curl_common(in, h, ctx);
 	curl_easy_setopt(h, CURLOPT_URL, url.data);
 	strbuf_reset(&url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-	if (!strcmp(rq->method, "PUT") || !strcmp(rq->method, "POST")) {
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
-		if (strcmp(rq->method, "PUT") != 0)
-			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
-	} else if (!strcmp(rq->method, "HEAD")) {
-		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-	} else if (strcmp(rq->method, "GET") != 0) {
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
-	}
+	http_set_method(h, rq->method, rq->body_len);
 	*ret_hl = hl;
 	return 0;
 }
 
 int gcs_setup_handle(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_req *rq,
-		     struct curl_slist **ret_hl, struct gcs_err *err)
+		     struct curl_slist **ret_hl, struct http_err *err)
 {
 	return setup(in, h, ctx, rq, 0, ret_hl, err);
 }
 
 static int perform(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_req *rq,
-		   int force_token, struct gcs_resp *resp, struct gcs_err *err)
+		   int force_token, struct http_resp *resp, struct http_err *err)
 {
 	struct curl_slist *hl = NULL;
-	/* Callers hand in an unused answer (or one whose body they freed). */
-	memset(resp, 0, sizeof(*resp));
-	resp->content_length = -1;
 	int r = setup(in, h, ctx, rq, force_token, &hl, err);
 	if (r < 0)
 		return r;
-	struct upload_src src = { rq->body, rq->body_len, 0 };
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
-	if (!strcmp(rq->method, "PUT") || !strcmp(rq->method, "POST")) {
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-		curl_easy_setopt(h, CURLOPT_READDATA, &src);
-		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
-		curl_easy_setopt(h, CURLOPT_SEEKDATA, &src);
-	}
-	CURLcode cc = curl_easy_perform(h);
+	r = http_perform(h, rq->method, rq->body, rq->body_len, rq->what, resp, err);
 	curl_slist_free_all(hl);
-	if (cc != CURLE_OK) {
-		strbuf_reset(&resp->body);
-		err->status = 0;
-		err->reason[0] = '\0';
-		err->code = cc == CURLE_ABORTED_BY_CALLBACK ? AMBER_ECANCELED : AMBER_EAGAIN;
-		snprintf(err->msg, sizeof(err->msg), "%s: %s", rq->what,
-			 cc == CURLE_ABORTED_BY_CALLBACK ? "cancelled" : curl_easy_strerror(cc));
-		return err->code;
-	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-	return 0;
+	return r;
 }
 
 int gcs_perform(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_req *rq,
-		struct gcs_resp *resp, struct gcs_err *err)
+		struct http_resp *resp, struct http_err *err)
 {
+	memset(resp, 0, sizeof(*resp));
 	memset(err, 0, sizeof(*err));
+	resp->content_length = -1;
 	return perform(in, h, ctx, rq, 0, resp, err);
 }
 
-int gcs_request(amber_instance *in, CURL *curl, amber_ctx *ctx, const struct gcs_req *rq,
-		struct gcs_resp *resp, struct gcs_err *err)
+struct attempt_arg {
+	amber_instance *in;
+	const struct gcs_req *rq;
+	int refreshed, force;
+};
+
+static int attempt(void *p, CURL *h, amber_ctx *ctx, struct http_resp *resp,
+		   struct http_err *err)
 {
-	CURL *h = curl ? curl : curl_easy_init();
-	memset(resp, 0, sizeof(*resp));
-	memset(err, 0, sizeof(*err));
-	if (!h) {
-		err->code = AMBER_ENOMEM;
-		snprintf(err->msg, sizeof(err->msg), "%s: cannot set up the request", rq->what);
-		return err->code;
+	struct attempt_arg *a = p;
+	int force = a->force;
+	a->force = 0;
+	return perform(a->in, h, ctx, a->rq, force, resp, err);
+}
+
+static int judge(void *p, const struct http_resp *resp, struct http_err *err)
+{
+	struct attempt_arg *a = p;
+	gcs_err_from_response(err, resp->status, resp->body.data, a->rq->what);
+	/* An unexpected 401 with a bearer token: refresh it once, retry. */
+	if (resp->status == 401 && !a->refreshed &&
+	    (a->in->auth == GCS_AUTH_SA || a->in->auth == GCS_AUTH_METADATA) &&
+	    a->rq->api != GCS_SESSION && a->rq->api != GCS_RAW) {
+		a->refreshed = a->force = 1;
+		return HTTP_RETRY_NOW;
 	}
-	int rc, refreshed = 0, force = 0;
-	for (unsigned attempt = 1;; attempt++) {
-		if (ctx && amber_host_api->is_cancelled(ctx)) {
-			err->code = AMBER_ECANCELED;
-			snprintf(err->msg, sizeof(err->msg), "%s: cancelled", rq->what);
-			rc = err->code;
-			break;
-		}
-		int transient;
-		strbuf_reset(&resp->body); /* a previous attempt's error answer */
-		int r = perform(in, h, ctx, rq, force, resp, err);
-		force = 0;
-		if (r < 0) {
-			transient = r == AMBER_EAGAIN;
-		} else if (resp->status >= 200 && resp->status < 300) {
-			rc = 0;
-			break;
-		} else {
-			gcs_err_from_response(err, resp->status, resp->body.data, rq->what);
-			transient = gcs_is_transient(resp->status);
-			/* An unexpected 401 with a bearer token: refresh it once, retry. */
-			if (resp->status == 401 && !refreshed &&
-			    (in->auth == GCS_AUTH_SA || in->auth == GCS_AUTH_METADATA) &&
-			    rq->api != GCS_SESSION && rq->api != GCS_RAW) {
-				refreshed = force = 1;
-				continue;
-			}
-		}
-		if (!transient) {
-			rc = err->code;
-			break;
-		}
-		rc = gcs_backoff(ctx, attempt, err);
-		if (rc < 0)
-			break;
-	}
-	if (rc != 0)
-		strbuf_reset(&resp->body);
-	if (!curl)
-		curl_easy_cleanup(h);
-	return rc;
+	return gcs_is_transient(resp->status) ? HTTP_RETRY_BACKOFF : HTTP_RETRY_FAIL;
+}
+
+int gcs_request(amber_instance *in, CURL *curl, amber_ctx *ctx, const struct gcs_req *rq,
+		struct http_resp *resp, struct http_err *err)
+{
+	static const struct http_retry_ops ops = { attempt, judge };
+	struct attempt_arg a = { in, rq, 0, 0 };
+	return http_request(curl, ctx, rq->what, &ops, &a, resp, err);
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "gcs_util.h"
+#include "http_client.h"
 #include "sigv4.h"
 #include "strbuf.h"
 #include "xml.h"
@@ -41,25 +42,6 @@ struct amber_instance {
 	time_t token_expiry;
 };
 
-struct gcs_err {
-	int code; /* AMBER_E* */
-	long status;
-	char reason[64];
-	char msg[512];
-};
-
-struct gcs_resp {
-	long status;
-	struct strbuf body;
-	char location[2048];
-	char range[128];
-	char etag[256];
-	char generation[32];
-	char crc32c[16]; /* from X-Goog-Hash */
-	char content_range[128];
-	int64_t content_length;
-};
-
 /* What a request talks to. */
 enum gcs_api { GCS_JSON, GCS_XML, GCS_SESSION, GCS_RAW };
 
@@ -82,25 +64,22 @@ struct gcs_req {
 /* One attempt: 0 when an HTTP answer arrived (any status; caller frees resp->body), or
  * an AMBER_E* with err filled (transport failures: AMBER_EAGAIN). */
 int gcs_perform(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_req *rq,
-		struct gcs_resp *resp, struct gcs_err *err);
+		struct http_resp *resp, struct http_err *err);
 /* With retries (transient: transport, 408, 429, 5xx; a 401 refreshes the token once):
  * 0 with a 2xx in resp, or an AMBER_E*. */
 int gcs_request(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_req *rq,
-		struct gcs_resp *resp, struct gcs_err *err);
-void gcs_err_from_response(struct gcs_err *err, long status, const char *body, const char *what);
+		struct http_resp *resp, struct http_err *err);
+void gcs_err_from_response(struct http_err *err, long status, const char *body, const char *what);
 int gcs_is_transient(long status);
-int gcs_set_error(amber_ctx *ctx, const amber_instance *in, const struct gcs_err *err);
-int gcs_backoff(amber_ctx *ctx, unsigned attempt, struct gcs_err *err);
-/* Common curl options (timeouts, cancellation). */
-void gcs_curl_common(amber_instance *in, CURL *h, amber_ctx *ctx);
+int gcs_set_error(amber_ctx *ctx, const amber_instance *in, const struct http_err *err);
 /* Sets URL, method and headers (auth included) of rq on h after a reset; *ret_hl to be
  * freed after the transfer. */
 int gcs_setup_handle(amber_instance *in, CURL *h, amber_ctx *ctx, const struct gcs_req *rq,
-		     struct curl_slist **ret_hl, struct gcs_err *err);
+		     struct curl_slist **ret_hl, struct http_err *err);
 
 /* The Authorization header line for JSON/XML requests ("" for none), per auth mode;
  * fetches or refreshes the token when needed (force: even if cached). */
-int gcs_auth_header(amber_instance *in, int force, char **ret_line, struct gcs_err *err);
+int gcs_auth_header(amber_instance *in, int force, char **ret_line, struct http_err *err);
 
 /* URLs. */
 char *gcs_json_object_url(const amber_instance *in, const char *key, const char *query);

@@ -9,14 +9,17 @@
  * ever sent from a guessed offset. After a transport error, 408, 429 or 5xx the session
  * is asked where it stands (Content-Range "bytes STAR/STAR") before anything is re-sent.
  *
- * HMAC mode: the XML API multipart upload, one part in flight, each part held until
- * its PUT is acknowledged and re-sent (by gcs_request) on transient failures; an
- * archive smaller than one part is a single PUT.
+ * HMAC mode: the XML API multipart upload through the shared part engine (the S3
+ * adapter's part discipline, lib/part_engine.h): up to parallel_parts parts in flight,
+ * each held until its PUT is acknowledged and re-sent (by gcs_request) on transient
+ * failures; an archive smaller than one part is a single PUT. Memory: the part being
+ * filled plus parallel_parts parts, i.e. (parallel_parts + 1) x part_size.
  *
  * The CRC32C of the whole object is computed as bytes enter the buffer (once each,
  * whatever is re-sent) and checked against the server's.
  */
 #include "gcs_internal.h"
+#include "part_engine.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -41,8 +44,7 @@ struct amber_writer {
 	char *session; /* resumable session URI */
 
 	char *upload_id; /* XML multipart */
-	char **etags;
-	size_t n_parts, parts_cap;
+	struct part_engine *parts;
 };
 
 static int oom(amber_ctx *ctx)
@@ -104,8 +106,8 @@ static int start_session(amber_writer *w, amber_ctx *ctx)
 	struct gcs_req rq = { .method = "POST", .api = GCS_JSON, .url = url.data, .headers = hdrs,
 			      .n_headers = 2, .body = body, .body_len = strlen(body),
 			      .what = "resumable upload start" };
-	struct gcs_resp resp;
-	struct gcs_err err;
+	struct http_resp resp;
+	struct http_err err;
 	/* Retrying the initiation is harmless: an unused session just expires. */
 	if (gcs_request(in, w->curl, ctx, &rq, &resp, &err) < 0) {
 		rc = gcs_set_error(ctx, in, &err);
@@ -178,8 +180,8 @@ static int verify_final(amber_writer *w, amber_ctx *ctx, const char *body)
 		char *url = gcs_json_object_url(w->in, w->key, NULL);
 		struct gcs_req rq = { .method = "DELETE", .api = GCS_JSON, .url = url,
 				      .what = "delete of the corrupt object" };
-		struct gcs_resp resp = { 0 };
-		struct gcs_err err;
+		struct http_resp resp = { 0 };
+		struct http_err err;
 		if (url)
 			gcs_request(w->in, w->curl, NULL, &rq, &resp, &err);
 		strbuf_reset(&resp.body);
@@ -196,8 +198,8 @@ static int query_status(amber_writer *w, amber_ctx *ctx, unsigned *attempt)
 	struct gcs_req rq = { .method = "PUT", .api = GCS_SESSION, .url = w->session,
 			      .headers = hdrs, .n_headers = 1, .what = "upload status query" };
 	for (;;) {
-		struct gcs_resp resp;
-		struct gcs_err err;
+		struct http_resp resp;
+		struct http_err err;
 		int r = gcs_perform(w->in, w->curl, ctx, &rq, &resp, &err);
 		if (r == 0 && resp.status == 308) {
 			strbuf_reset(&resp.body);
@@ -228,7 +230,7 @@ static int query_status(amber_writer *w, amber_ctx *ctx, unsigned *attempt)
 		} else if (r != AMBER_EAGAIN) {
 			return gcs_set_error(ctx, w->in, &err);
 		}
-		if (gcs_backoff(ctx, (*attempt)++, &err) < 0)
+		if (http_backoff(ctx, (*attempt)++, &err) < 0)
 			return gcs_set_error(ctx, w->in, &err);
 	}
 }
@@ -276,8 +278,8 @@ static int send_chunk(amber_writer *w, amber_ctx *ctx, int final)
 		struct gcs_req rq = { .method = "PUT", .api = GCS_SESSION, .url = w->session,
 				      .headers = hdrs, .n_headers = final ? 3 : 2, .body = w->buf,
 				      .body_len = n, .what = "upload chunk" };
-		struct gcs_resp resp;
-		struct gcs_err err;
+		struct http_resp resp;
+		struct http_err err;
 		int r = gcs_perform(w->in, w->curl, ctx, &rq, &resp, &err);
 		if (r == 0 && resp.status == 308) {
 			uint64_t before = w->committed;
@@ -290,7 +292,7 @@ static int send_chunk(amber_writer *w, amber_ctx *ctx, int final)
 			 * off while it makes no progress so this cannot spin. */
 			if (w->committed > before) {
 				attempt = 1;
-			} else if (gcs_backoff(ctx, attempt++, &err) < 0) {
+			} else if (http_backoff(ctx, attempt++, &err) < 0) {
 				snprintf(err.msg, sizeof(err.msg), "upload: the server keeps answering "
 					 "308 to the final chunk without progress");
 				return gcs_set_error(ctx, w->in, &err);
@@ -330,7 +332,7 @@ static int send_chunk(amber_writer *w, amber_ctx *ctx, int final)
 		} else if (r != AMBER_EAGAIN) {
 			return gcs_set_error(ctx, w->in, &err);
 		}
-		if (gcs_backoff(ctx, attempt++, &err) < 0)
+		if (http_backoff(ctx, attempt++, &err) < 0)
 			return gcs_set_error(ctx, w->in, &err);
 		need_query = 1;
 	}
@@ -338,7 +340,7 @@ static int send_chunk(amber_writer *w, amber_ctx *ctx, int final)
 
 /* ---- XML multipart (HMAC) ---- */
 
-static int xml_fail(amber_writer *w, amber_ctx *ctx, struct gcs_err *err)
+static int xml_fail(amber_writer *w, amber_ctx *ctx, struct http_err *err)
 {
 	return gcs_set_error(ctx, w->in, err);
 }
@@ -352,8 +354,8 @@ static int mpu_start(amber_writer *w, amber_ctx *ctx)
 	struct gcs_req rq = { .method = "POST", .api = GCS_XML, .key = w->key, .query = q,
 			      .n_query = 1, .headers = hdrs, .n_headers = 1,
 			      .what = "multipart upload start" };
-	struct gcs_resp resp;
-	struct gcs_err err;
+	struct http_resp resp;
+	struct http_err err;
 	if (gcs_request(w->in, w->curl, ctx, &rq, &resp, &err) < 0)
 		return xml_fail(w, ctx, &err);
 	const char *pos = resp.body.data;
@@ -365,56 +367,78 @@ static int mpu_start(amber_writer *w, amber_ctx *ctx)
 	return AMBER_OK;
 }
 
-static int mpu_part(amber_writer *w, amber_ctx *ctx)
+/* A worker's part, with its CRC32C for the server to check. */
+static int send_part(void *arg, CURL *curl, amber_ctx *ctx, uint32_t number, const void *data,
+		     size_t len, char **ret_etag, struct http_err *err)
 {
-	if (!w->upload_id) {
-		int r = mpu_start(w, ctx);
-		if (r < 0)
-			return r;
-	}
-	if (w->n_parts >= GCS_MAX_PARTS)
-		return amber_host_api->set_error(ctx, AMBER_EINVAL, "gcs instance %s: more than %d "
-						 "parts; raise part_size", w->in->name, GCS_MAX_PARTS);
-	if (w->n_parts == w->parts_cap) {
-		size_t cap = w->parts_cap ? w->parts_cap * 2 : 64;
-		char **e = realloc(w->etags, cap * sizeof(*e));
-		if (!e)
-			return oom(ctx);
-		w->etags = e;
-		w->parts_cap = cap;
-	}
+	amber_writer *w = arg;
 	char num[16], hash[64], b64[9];
-	snprintf(num, sizeof(num), "%zu", w->n_parts + 1);
-	gcs_crc32c_b64(gcs_crc32c(0, w->buf, w->len), b64);
+	snprintf(num, sizeof(num), "%u", (unsigned)number);
+	gcs_crc32c_b64(gcs_crc32c(0, data, len), b64);
 	snprintf(hash, sizeof(hash), "x-goog-hash: crc32c=%s", b64);
 	const char *hdrs[1] = { hash };
 	struct sigv4_kv q[2] = { { "partNumber", num }, { "uploadId", w->upload_id } };
 	struct gcs_req rq = { .method = "PUT", .api = GCS_XML, .key = w->key, .query = q,
-			      .n_query = 2, .headers = hdrs, .n_headers = 1, .body = w->buf,
-			      .body_len = w->len, .what = "multipart upload part" };
-	struct gcs_resp resp;
-	struct gcs_err err;
-	if (gcs_request(w->in, w->curl, ctx, &rq, &resp, &err) < 0)
-		return xml_fail(w, ctx, &err);
+			      .n_query = 2, .headers = hdrs, .n_headers = 1, .body = data,
+			      .body_len = len, .what = "multipart upload part" };
+	struct http_resp resp;
+	int r = gcs_request(w->in, curl, ctx, &rq, &resp, err);
 	strbuf_reset(&resp.body);
-	if (!resp.etag[0])
-		return amber_host_api->set_error(ctx, AMBER_EIO, "gcs instance %s: part %s: no ETag",
-						 w->in->name, num);
-	if (!(w->etags[w->n_parts] = strdup(resp.etag)))
-		return oom(ctx);
-	w->n_parts++;
-	w->committed += w->len;
+	if (r < 0)
+		return r;
+	if (!resp.etag[0]) {
+		err->code = AMBER_EIO;
+		snprintf(err->msg, sizeof(err->msg), "part %s: no ETag", num);
+		return err->code;
+	}
+	if (!(*ret_etag = strdup(resp.etag))) {
+		err->code = AMBER_ENOMEM;
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return err->code;
+	}
+	return 0;
+}
+
+/* Hands the full buffer to the part engine (which owns it from here on). */
+static int mpu_part(amber_writer *w, amber_ctx *ctx)
+{
+	struct http_err err;
+	if (!w->upload_id) {
+		int r = mpu_start(w, ctx);
+		if (r < 0)
+			return r;
+		if (part_engine_new(w->in->parallel_parts, GCS_MAX_PARTS, send_part, w, ctx,
+				    &w->parts, &err) < 0)
+			return xml_fail(w, ctx, &err);
+	}
+	if (!w->parts) /* its start failed, and said so */
+		return amber_host_api->set_error(ctx, AMBER_EIO, "gcs instance %s: %s: the upload "
+						 "failed", w->in->name, w->key);
+	size_t len = w->len;
+	int r = part_engine_submit(w->parts, ctx, w->buf, len, &err);
+	w->buf = NULL; /* the next part gets its own buffer */
 	w->len = 0;
+	if (r < 0)
+		return xml_fail(w, ctx, &err);
+	w->committed += len;
 	return AMBER_OK;
 }
 
 static int mpu_complete(amber_writer *w, amber_ctx *ctx)
 {
+	char *const *etags = NULL;
+	size_t n = 0;
+	struct http_err perr;
+	if (!w->parts)
+		return amber_host_api->set_error(ctx, AMBER_EIO, "gcs instance %s: %s: the upload "
+						 "failed", w->in->name, w->key);
+	if (part_engine_finish(w->parts, ctx, &etags, &n, &perr) < 0)
+		return xml_fail(w, ctx, &perr);
 	struct strbuf body = { 0 };
 	strbuf_puts(&body, "<CompleteMultipartUpload>");
-	for (size_t i = 0; i < w->n_parts; i++) {
+	for (size_t i = 0; i < n; i++) {
 		strbuf_printf(&body, "<Part><PartNumber>%zu</PartNumber><ETag>", i + 1);
-		xml_escape(&body, w->etags[i]);
+		xml_escape(&body, etags[i]);
 		strbuf_puts(&body, "</ETag></Part>");
 	}
 	strbuf_puts(&body, "</CompleteMultipartUpload>");
@@ -425,8 +449,8 @@ static int mpu_complete(amber_writer *w, amber_ctx *ctx)
 	struct gcs_req rq = { .method = "POST", .api = GCS_XML, .key = w->key, .query = q,
 			      .n_query = 1, .headers = hdrs, .n_headers = 1, .body = body.data,
 			      .body_len = body.len, .what = "multipart upload complete" };
-	struct gcs_resp resp;
-	struct gcs_err err;
+	struct http_resp resp;
+	struct http_err err;
 	int r = gcs_request(w->in, w->curl, ctx, &rq, &resp, &err);
 	strbuf_reset(&body);
 	if (r < 0)
@@ -454,8 +478,8 @@ static int xml_put(amber_writer *w, amber_ctx *ctx)
 	struct gcs_req rq = { .method = "PUT", .api = GCS_XML, .key = w->key, .headers = hdrs,
 			      .n_headers = 2, .body = w->buf, .body_len = w->len,
 			      .what = "object upload" };
-	struct gcs_resp resp;
-	struct gcs_err err;
+	struct http_resp resp;
+	struct http_err err;
 	int r = gcs_request(w->in, w->curl, ctx, &rq, &resp, &err);
 	strbuf_reset(&resp.body);
 	if (r < 0)
@@ -537,8 +561,8 @@ void gcs_writer_free(amber_writer *w)
 		 * an abandoned session expires on its own within a week anyway. */
 		struct gcs_req rq = { .method = "DELETE", .api = GCS_SESSION, .url = w->session,
 				      .what = "upload cancel" };
-		struct gcs_resp resp;
-		struct gcs_err err;
+		struct http_resp resp;
+		struct http_err err;
 		int r = gcs_perform(w->in, w->curl, NULL, &rq, &resp, &err);
 		if (r < 0 || (resp.status != 499 && resp.status != 204 && resp.status != 200 &&
 			      resp.status != 404 && resp.status != 410))
@@ -547,21 +571,19 @@ void gcs_writer_free(amber_writer *w)
 					    w->in->name, w->key, r < 0 ? err.msg : "unexpected status");
 		strbuf_reset(&resp.body);
 	}
+	part_engine_free(w->parts); /* stops and joins the workers before the abort */
 	if (w->done != 2 && w->upload_id) {
 		struct sigv4_kv q[1] = { { "uploadId", w->upload_id } };
 		struct gcs_req rq = { .method = "DELETE", .api = GCS_XML, .key = w->key, .query = q,
 				      .n_query = 1, .what = "multipart upload abort" };
-		struct gcs_resp resp;
-		struct gcs_err err;
+		struct http_resp resp;
+		struct http_err err;
 		if (gcs_request(w->in, w->curl, NULL, &rq, &resp, &err) < 0)
 			amber_host_api->log(NULL, AMBER_LOG_NOTICE, "gcs instance %s: %s: abort of "
 					    "the multipart upload failed: %s", w->in->name, w->key,
 					    err.msg);
 		strbuf_reset(&resp.body);
 	}
-	for (size_t i = 0; i < w->n_parts; i++)
-		free(w->etags[i]);
-	free(w->etags);
 	free(w->upload_id);
 	free(w->session);
 	free(w->buf);

@@ -224,8 +224,8 @@ static int s3_remove(amber_instance *self, amber_ctx *ctx, const char *key)
 	int r = check_key(ctx, key);
 	if (r < 0)
 		return r;
-	struct s3_resp resp;
-	struct s3_err err;
+	struct http_resp resp;
+	struct http_err err;
 	struct s3_req head = { .method = "HEAD", .key = key, .what = "HeadObject" };
 	r = s3_request(self, NULL, ctx, &head, &resp, &err);
 	strbuf_reset(&resp.body);
@@ -311,8 +311,8 @@ static int s3_list(amber_instance *self, amber_ctx *ctx, const char *prefix, amb
 					 { "continuation-token", token } };
 		struct s3_req rq = { .method = "GET", .query = q, .n_query = token ? 3 : 2,
 				     .what = "ListObjectsV2" };
-		struct s3_resp resp;
-		struct s3_err err;
+		struct http_resp resp;
+		struct http_err err;
 		if (s3_request(self, curl, ctx, &rq, &resp, &err) < 0) {
 			rc = s3_set_error(ctx, &err);
 			goto out;
@@ -373,7 +373,7 @@ out:
 /* ---- multipart ---- */
 
 int s3_mpu_create(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *key,
-		  const char *content_type, char **ret_upload_id, struct s3_err *err)
+		  const char *content_type, char **ret_upload_id, struct http_err *err)
 {
 	struct sigv4_kv q[1] = { { "uploads", NULL } };
 	struct sigv4_kv h[2];
@@ -383,7 +383,7 @@ int s3_mpu_create(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *ke
 		h[nh++] = (struct sigv4_kv){ "x-amz-storage-class", in->storage_class };
 	struct s3_req rq = { .method = "POST", .key = key, .query = q, .n_query = 1,
 			     .headers = h, .n_headers = nh, .what = "CreateMultipartUpload" };
-	struct s3_resp resp;
+	struct http_resp resp;
 	*ret_upload_id = NULL;
 	int r = s3_request(in, curl, ctx, &rq, &resp, err);
 	if (r < 0)
@@ -403,7 +403,7 @@ int s3_mpu_create(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *ke
 
 int s3_mpu_complete(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *key,
 		    const char *upload_id, const uint32_t *numbers, char *const *etags, size_t n,
-		    struct s3_err *err)
+		    struct http_err *err)
 {
 	struct strbuf body = { 0 };
 	strbuf_puts(&body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
@@ -423,7 +423,7 @@ int s3_mpu_complete(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *
 	struct s3_req rq = { .method = "POST", .key = key, .query = q, .n_query = 1,
 			     .headers = h, .n_headers = 1, .body = body.data, .body_len = body.len,
 			     .what = "CompleteMultipartUpload" };
-	struct s3_resp resp;
+	struct http_resp resp;
 	int r = s3_request(in, curl, ctx, &rq, &resp, err);
 	strbuf_reset(&body);
 	if (r < 0)
@@ -446,12 +446,12 @@ int s3_mpu_complete(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *
 }
 
 int s3_mpu_abort(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *key,
-		 const char *upload_id, struct s3_err *err)
+		 const char *upload_id, struct http_err *err)
 {
 	struct sigv4_kv q[1] = { { "uploadId", upload_id } };
 	struct s3_req rq = { .method = "DELETE", .key = key, .query = q, .n_query = 1,
 			     .what = "AbortMultipartUpload" };
-	struct s3_resp resp;
+	struct http_resp resp;
 	int r = s3_request(in, curl, ctx, &rq, &resp, err);
 	strbuf_reset(&resp.body);
 	return r;
@@ -465,7 +465,7 @@ static int s3_multipart_create(amber_instance *self, amber_ctx *ctx, const char 
 		return r;
 	const char *ct = hint && AMBER_HAS(hint, amber_object_info, content_type) ? hint->content_type
 										    : NULL;
-	struct s3_err err;
+	struct http_err err;
 	char *id = NULL;
 	if (s3_mpu_create(self, NULL, ctx, key, ct, &id, &err) < 0)
 		return s3_set_error(ctx, &err);
@@ -504,8 +504,8 @@ static int list_parts(amber_instance *self, amber_ctx *ctx, const char *key,
 		struct sigv4_kv q[2] = { { "uploadId", upload_id }, { "part-number-marker", marker } };
 		struct s3_req rq = { .method = "GET", .key = key, .query = q,
 				     .n_query = marker ? 2 : 1, .what = "ListParts" };
-		struct s3_resp resp;
-		struct s3_err err;
+		struct http_resp resp;
+		struct http_err err;
 		if (s3_request(self, NULL, ctx, &rq, &resp, &err) < 0) {
 			if (err.code == AMBER_ENOTSUP)
 				snprintf(err.msg, sizeof(err.msg),
@@ -616,7 +616,7 @@ static int s3_multipart_complete(amber_instance *self, amber_ctx *ctx, const cha
 			etags[i] = (char *)p->etag; /* borrowed; not freed below */
 		}
 	}
-	struct s3_err err;
+	struct http_err err;
 	r = s3_mpu_complete(self, NULL, ctx, key, upload_id, nums, etags, n, &err);
 	if (n_parts == 0)
 		for (size_t i = 0; i < n; i++)
@@ -632,7 +632,7 @@ static int s3_multipart_abort(amber_instance *self, amber_ctx *ctx, const char *
 	int r = check_key(ctx, key);
 	if (r < 0)
 		return r;
-	struct s3_err err;
+	struct http_err err;
 	if (s3_mpu_abort(self, NULL, ctx, key, upload_id, &err) < 0) {
 		if (err.code == AMBER_ENOTSUP) /* s3rver: 405; tell, do not pretend */
 			snprintf(err.msg, sizeof(err.msg),

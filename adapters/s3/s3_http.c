@@ -8,8 +8,6 @@
 #include <strings.h>
 #include <time.h>
 
-#define RESP_BODY_MAX (16u << 20) /* listing pages are ~1 MiB at most; errors tiny */
-
 char *s3_object_path(const amber_instance *in, const char *key)
 {
 	struct strbuf b = { 0 };
@@ -17,102 +15,13 @@ char *s3_object_path(const amber_instance *in, const char *key)
 	return strbuf_take(&b);
 }
 
-static int progress_cb(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+int s3_is_transient(long status, const char *reason)
 {
-	amber_ctx *ctx = p;
-	return ctx && amber_host_api->is_cancelled(ctx) ? 1 : 0;
+	return status >= 500 || status == 429 || strcmp(reason, "SlowDown") == 0 ||
+	       strcmp(reason, "RequestTimeout") == 0 || strcmp(reason, "InternalError") == 0;
 }
 
-void s3_curl_common(amber_instance *in, CURL *h, amber_ctx *ctx)
-{
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, in->connect_timeout_ms);
-	/* A stalled transfer (under 1 byte/s for the whole window) fails and is retried:
-	 * no request can hang forever, whatever its size. */
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (in->stall_timeout_ms + 999) / 1000);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, ctx);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "amber-s3/" S3_VERSION);
-}
-
-struct upload_src {
-	const char *data;
-	size_t len, off;
-};
-
-static size_t read_cb(char *buf, size_t size, size_t n, void *p)
-{
-	struct upload_src *s = p;
-	size_t want = size * n, left = s->len - s->off;
-	if (want > left)
-		want = left;
-	memcpy(buf, s->data + s->off, want);
-	s->off += want;
-	return want;
-}
-
-static int seek_cb(void *p, curl_off_t off, int origin)
-{
-	struct upload_src *s = p;
-	if (origin != SEEK_SET || off < 0 || (size_t)off > s->len)
-		return CURL_SEEKFUNC_FAIL;
-	s->off = (size_t)off;
-	return CURL_SEEKFUNC_OK;
-}
-
-static size_t write_cb(char *data, size_t size, size_t n, void *p)
-{
-	struct s3_resp *r = p;
-	size_t len = size * n;
-	if (r->body.len + len > RESP_BODY_MAX)
-		return 0; /* fails the transfer: no answer we use is this large */
-	strbuf_append(&r->body, data, len);
-	return strbuf_failed(&r->body) ? 0 : len;
-}
-
-/* Copies header `name`'s value (trimmed) into out when line is that header. */
-static void grab_header(const char *line, size_t len, const char *name, char *out, size_t cap)
-{
-	size_t nl = strlen(name);
-	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-		return;
-	const char *v = line + nl + 1, *e = line + len;
-	while (v < e && (*v == ' ' || *v == '\t'))
-		v++;
-	while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
-		e--;
-	size_t l = (size_t)(e - v) < cap - 1 ? (size_t)(e - v) : cap - 1;
-	memcpy(out, v, l);
-	out[l] = '\0';
-}
-
-static size_t header_cb(char *data, size_t size, size_t n, void *p)
-{
-	struct s3_resp *r = p;
-	size_t len = size * n;
-	char cl[32] = "";
-	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-		/* A new response (after 100 Continue or a retry): forget the last one's. */
-		r->etag[0] = r->content_range[0] = '\0';
-		r->content_length = -1;
-	}
-	grab_header(data, len, "ETag", r->etag, sizeof(r->etag));
-	grab_header(data, len, "Content-Range", r->content_range, sizeof(r->content_range));
-	grab_header(data, len, "Content-Length", cl, sizeof(cl));
-	if (cl[0])
-		r->content_length = strtoll(cl, NULL, 10);
-	return len;
-}
-
-int s3_is_transient(long status, const char *s3code)
-{
-	return status >= 500 || status == 429 || strcmp(s3code, "SlowDown") == 0 ||
-	       strcmp(s3code, "RequestTimeout") == 0 || strcmp(s3code, "InternalError") == 0;
-}
-
-void s3_err_from_response(struct s3_err *err, long status, const char *body, const char *what)
+void s3_err_from_response(struct http_err *err, long status, const char *body, const char *what)
 {
 	const char *pos = body;
 	char *code = body ? xml_text(body, "Code", &pos) : NULL;
@@ -120,10 +29,10 @@ void s3_err_from_response(struct s3_err *err, long status, const char *body, con
 	char *msg = body ? xml_text(body, "Message", &pos) : NULL;
 
 	err->status = status;
-	snprintf(err->s3code, sizeof(err->s3code), "%s", code ? code : "");
+	snprintf(err->reason, sizeof(err->reason), "%s", code ? code : "");
 	if (status == 404 && !code)
-		snprintf(err->s3code, sizeof(err->s3code), "NotFound");
-	const char *c = err->s3code;
+		snprintf(err->reason, sizeof(err->reason), "NotFound");
+	const char *c = err->reason;
 	if (!strcmp(c, "SignatureDoesNotMatch") || !strcmp(c, "InvalidAccessKeyId") ||
 	    !strcmp(c, "ExpiredToken") || !strcmp(c, "InvalidToken") ||
 	    !strcmp(c, "TokenRefreshRequired") || !strcmp(c, "RequestTimeTooSkewed") ||
@@ -152,16 +61,9 @@ void s3_err_from_response(struct s3_err *err, long status, const char *body, con
 	free(msg);
 }
 
-int s3_set_error(amber_ctx *ctx, const struct s3_err *err)
+int s3_set_error(amber_ctx *ctx, const struct http_err *err)
 {
-	char st[16];
-	if (err->status) {
-		snprintf(st, sizeof(st), "%ld", err->status);
-		amber_host_api->set_error_detail(ctx, "http_status", st);
-	}
-	if (err->s3code[0])
-		amber_host_api->set_error_detail(ctx, "s3_code", err->s3code);
-	return amber_host_api->set_error(ctx, err->code, "%s", err->msg);
+	return http_set_error(ctx, err, "s3_code", NULL);
 }
 
 static int md5_base64(const void *data, size_t len, char out[32])
@@ -175,7 +77,7 @@ static int md5_base64(const void *data, size_t len, char out[32])
 }
 
 int s3_setup_handle(amber_instance *in, CURL *h, amber_ctx *ctx, const struct s3_req *rq,
-		    const char *md5, struct curl_slist **ret_hl, struct s3_err *err)
+		    const char *md5, struct curl_slist **ret_hl, struct http_err *err)
 {
 	char *path = rq->key ? s3_object_path(in, rq->key) : NULL;
 	const char *sign_path = rq->key ? path : (*in->path_prefix ? in->path_prefix : "/");
@@ -246,117 +148,53 @@ int s3_setup_handle(amber_instance *in, CURL *h, amber_ctx *ctx, const struct s3
 	}
 
 	curl_easy_reset(h);
-	s3_curl_common(in, h, ctx);
+	http_curl_common(h, ctx, in->connect_timeout_ms, in->stall_timeout_ms, "amber-s3/" S3_VERSION);
 	curl_easy_setopt(h, CURLOPT_URL, url.data);
 	strbuf_reset(&url); /* curl copies the URL */
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-	if (!strcmp(rq->method, "HEAD")) {
-		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-	} else if (!strcmp(rq->method, "PUT") || !strcmp(rq->method, "POST")) {
-		/* Upload mode for both: the body comes from memory and is re-read from the
-		 * start on every attempt, and curl adds no form Content-Type. */
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
-		if (strcmp(rq->method, "PUT") != 0)
-			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
-	} else if (strcmp(rq->method, "GET") != 0) {
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
-	}
+	http_set_method(h, rq->method, rq->body_len);
 	*ret_hl = hl;
 	return 0;
 }
 
-/* One attempt. Returns 0 when an HTTP answer arrived (any status), -1 with err filled
- * otherwise. */
-static int attempt_once(amber_instance *in, CURL *h, amber_ctx *ctx, const struct s3_req *rq,
-			const char *md5, struct s3_resp *resp, struct s3_err *err)
+struct attempt_arg {
+	amber_instance *in;
+	const struct s3_req *rq;
+	const char *md5;
+};
+
+static int attempt(void *p, CURL *h, amber_ctx *ctx, struct http_resp *resp,
+		   struct http_err *err)
 {
+	struct attempt_arg *a = p;
 	struct curl_slist *hl = NULL;
-	if (s3_setup_handle(in, h, ctx, rq, md5, &hl, err) < 0)
-		return -1;
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
-	struct upload_src src = { rq->body, rq->body_len, 0 };
-	if (!strcmp(rq->method, "PUT") || !strcmp(rq->method, "POST")) {
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-		curl_easy_setopt(h, CURLOPT_READDATA, &src);
-		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
-		curl_easy_setopt(h, CURLOPT_SEEKDATA, &src);
-	}
-	strbuf_reset(&resp->body);
-	resp->status = 0;
-	resp->etag[0] = resp->content_range[0] = '\0';
-	resp->content_length = -1;
-	CURLcode cc = curl_easy_perform(h);
+	if (s3_setup_handle(a->in, h, ctx, a->rq, a->md5, &hl, err) < 0)
+		return err->code;
+	int r = http_perform(h, a->rq->method, a->rq->body, a->rq->body_len, a->rq->what, resp,
+			     err);
 	curl_slist_free_all(hl);
-	if (cc != CURLE_OK) {
-		err->status = 0;
-		err->s3code[0] = '\0';
-		err->code = cc == CURLE_ABORTED_BY_CALLBACK ? AMBER_ECANCELED : AMBER_EAGAIN;
-		snprintf(err->msg, sizeof(err->msg), "%s: %s", rq->what,
-			 cc == CURLE_ABORTED_BY_CALLBACK ? "cancelled" : curl_easy_strerror(cc));
-		return -1;
-	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-	return 0;
+	return r;
 }
 
-int s3_backoff(amber_ctx *ctx, unsigned attempt, struct s3_err *err)
+static int judge(void *p, const struct http_resp *resp, struct http_err *err)
 {
-	int b = amber_host_api->backoff(ctx, attempt);
-	if (b >= 0)
-		return 0;
-	err->code = b == AMBER_ECANCELED ? AMBER_ECANCELED : AMBER_EAGAIN;
-	size_t l = strlen(err->msg);
-	snprintf(err->msg + l, sizeof(err->msg) - l, " (gave up after %u attempts)", attempt);
-	return err->code;
+	struct attempt_arg *a = p;
+	s3_err_from_response(err, resp->status, resp->body.data, a->rq->what);
+	return s3_is_transient(resp->status, err->reason) ? HTTP_RETRY_BACKOFF : HTTP_RETRY_FAIL;
 }
 
 int s3_request(amber_instance *in, CURL *curl, amber_ctx *ctx, const struct s3_req *rq,
-	       struct s3_resp *resp, struct s3_err *err)
+	       struct http_resp *resp, struct http_err *err)
 {
-	CURL *h = curl ? curl : curl_easy_init();
 	char md5[32];
-	memset(resp, 0, sizeof(*resp));
-	memset(err, 0, sizeof(*err));
-	if (!h || (rq->md5 && md5_base64(rq->body ? (const void *)rq->body : "", rq->body_len, md5) < 0)) {
-		if (!curl && h)
-			curl_easy_cleanup(h);
+	if (rq->md5 && md5_base64(rq->body ? (const void *)rq->body : "", rq->body_len, md5) < 0) {
+		memset(resp, 0, sizeof(*resp));
+		memset(err, 0, sizeof(*err));
 		err->code = AMBER_ENOMEM;
 		snprintf(err->msg, sizeof(err->msg), "%s: cannot set up the request", rq->what);
 		return err->code;
 	}
-	int rc;
-	for (unsigned attempt = 1;; attempt++) {
-		if (ctx && amber_host_api->is_cancelled(ctx)) {
-			err->code = AMBER_ECANCELED;
-			snprintf(err->msg, sizeof(err->msg), "%s: cancelled", rq->what);
-			rc = err->code;
-			break;
-		}
-		int transient;
-		if (attempt_once(in, h, ctx, rq, rq->md5 ? md5 : NULL, resp, err) < 0) {
-			transient = err->code == AMBER_EAGAIN;
-		} else if (resp->status >= 200 && resp->status < 300) {
-			rc = 0;
-			break;
-		} else {
-			s3_err_from_response(err, resp->status, resp->body.data, rq->what);
-			transient = s3_is_transient(resp->status, err->s3code);
-		}
-		if (!transient) {
-			rc = err->code;
-			break;
-		}
-		rc = s3_backoff(ctx, attempt, err);
-		if (rc < 0)
-			break;
-	}
-	if (rc != 0)
-		strbuf_reset(&resp->body);
-	if (!curl)
-		curl_easy_cleanup(h);
-	return rc;
+	static const struct http_retry_ops ops = { attempt, judge };
+	struct attempt_arg a = { in, rq, rq->md5 ? md5 : NULL };
+	return http_request(curl, ctx, rq->what, &ops, &a, resp, err);
 }

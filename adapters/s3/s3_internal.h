@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <stdint.h>
 
+#include "http_client.h"
 #include "sigv4.h"
 #include "strbuf.h"
 #include "xml.h"
@@ -30,23 +31,6 @@ struct amber_instance {
 	long stall_timeout_ms;
 };
 
-/* What a failed request said, kept apart from the host's ctx so worker threads can
- * record it and the calling thread can hand it over with s3_set_error. */
-struct s3_err {
-	int code;   /* AMBER_E* */
-	long status; /* HTTP status, 0 for a transport error */
-	char s3code[64];
-	char msg[512];
-};
-
-struct s3_resp {
-	long status;
-	struct strbuf body;
-	char etag[256];
-	char content_range[128];
-	int64_t content_length; /* -1 when absent */
-};
-
 struct s3_req {
 	const char *method;
 	const char *key; /* object key without the prefix; NULL for bucket requests */
@@ -66,16 +50,10 @@ struct s3_req {
  * used) or a handle the caller reuses; ctx is used only for is_cancelled and backoff,
  * so worker threads may pass the operation's ctx. */
 int s3_request(amber_instance *in, CURL *curl, amber_ctx *ctx, const struct s3_req *rq,
-	       struct s3_resp *resp, struct s3_err *err);
-
-/* The host's backoff after a transient failure (err) of attempt: 0 to try again; once
- * the host says stop, err->code becomes AMBER_ECANCELED or (out of attempts, the last
- * failure said to be transient) AMBER_EAGAIN with the count on err's message, and is
- * returned. */
-int s3_backoff(amber_ctx *ctx, unsigned attempt, struct s3_err *err);
+	       struct http_resp *resp, struct http_err *err);
 
 /* Transfers err to the ctx (message and details); returns err->code. */
-int s3_set_error(amber_ctx *ctx, const struct s3_err *err);
+int s3_set_error(amber_ctx *ctx, const struct http_err *err);
 
 /* Builds the object path "/<bucket>/<prefix><key>" (path style) unencoded. */
 char *s3_object_path(const amber_instance *in, const char *key);
@@ -83,14 +61,11 @@ char *s3_object_path(const amber_instance *in, const char *key);
 /* Signs rq and sets the URL, headers and method on h (after a reset); *ret_hl is the
  * header list to free after the transfer. -1 with err filled on failure. */
 int s3_setup_handle(amber_instance *in, CURL *h, amber_ctx *ctx, const struct s3_req *rq,
-		    const char *md5, struct curl_slist **ret_hl, struct s3_err *err);
-
-/* Applies the common options (timeouts, cancellation) to a handle. */
-void s3_curl_common(amber_instance *in, CURL *h, amber_ctx *ctx);
+		    const char *md5, struct curl_slist **ret_hl, struct http_err *err);
 
 /* Fills err from a non-2xx answer (status and the S3 <Error> body). */
-void s3_err_from_response(struct s3_err *err, long status, const char *body, const char *what);
-int s3_is_transient(long status, const char *s3code);
+void s3_err_from_response(struct http_err *err, long status, const char *body, const char *what);
+int s3_is_transient(long status, const char *reason);
 
 /* The writer and reader (s3_writer.c, s3_reader.c). */
 int s3_writer_open(amber_instance *self, amber_ctx *ctx, const char *key,
@@ -105,11 +80,11 @@ void s3_reader_free(amber_reader *r);
 
 /* Multipart calls the writer shares with the multipart_* group (s3.c). */
 int s3_mpu_create(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *key,
-		  const char *content_type, char **ret_upload_id, struct s3_err *err);
+		  const char *content_type, char **ret_upload_id, struct http_err *err);
 int s3_mpu_complete(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *key,
 		    const char *upload_id, const uint32_t *numbers, char *const *etags, size_t n,
-		    struct s3_err *err);
+		    struct http_err *err);
 int s3_mpu_abort(amber_instance *in, CURL *curl, amber_ctx *ctx, const char *key,
-		 const char *upload_id, struct s3_err *err);
+		 const char *upload_id, struct http_err *err);
 
 #endif

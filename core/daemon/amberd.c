@@ -335,6 +335,7 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 		.throttle_period_s = (int64_t)(throttle_ms / 1000),
 		.retention_s = (int64_t)(retention_ms / 1000),
 		.download_ttl_s = ttl_ms / 1000 > UINT32_MAX ? UINT32_MAX : (unsigned)(ttl_ms / 1000),
+		.node_url_ttl_s = presign_ms / 1000 > 604800 ? 604800 : (unsigned)(presign_ms / 1000),
 		.node_timeout_ms = node_ms > UINT32_MAX ? UINT32_MAX : (unsigned)node_ms,
 		.node_connect_timeout_ms = connect_ms > UINT32_MAX ? UINT32_MAX : (unsigned)connect_ms,
 	};
