@@ -9,12 +9,14 @@ MODE flaky: UploadPart 1's first attempt loses its connection mid-body; part 2's
 first attempt gets 500 InternalError; part 3's first two attempts get 503 SlowDown;
 the first full GetObject is cut off mid-body after half the bytes.
 MODE permanent: every attempt of UploadPart 2 gets 500 InternalError.
-MODE none: no faults (logging only).
+MODE none: no faults (logging only). In every mode each UploadPart is held 0.3 s
+before it is forwarded, so that parts in flight together do not depend on timing.
 """
 import http.client
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -93,6 +95,11 @@ class Proxy(BaseHTTPRequestHandler):
                 self.wfile.write(out)
                 log(rec)
                 return
+            if is_part:
+                # Held a moment, as a distant store would: a local s3rver answers a part
+                # faster than the next one is produced, and the test of parts in flight
+                # must not depend on that race.
+                time.sleep(0.3)
             conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=60)
             hdrs = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
             conn.request(self.command, self.path, body=body, headers=hdrs)
