@@ -72,6 +72,15 @@ static int respond_internal(struct http_request *req, const char *what, int err)
 		       "please try again.");
 }
 
+/* A 200 with body (a new reference, or NULL when building it ran out of memory). */
+static void respond_ok(struct http_request *req, json_t *body)
+{
+	if (body)
+		http_respond_json(req, 200, body);
+	else
+		respond_internal(req, "answering", -ENOMEM);
+}
+
 /* A field that does not pass validation: Laravel's shape, with 400 as status. */
 static int respond_invalid(struct http_request *req, const char *field, const char *rule,
 			   const char *detail)
@@ -410,10 +419,7 @@ static int h_server(struct http_request *req, void *ud)
 				      c.server->state ? json_string(c.server->state) : json_null(),
 				      "feature_limits", "backups",
 				      (json_int_t)c.server->backup_limit);
-		if (o)
-			http_respond_json(req, 200, o);
-		else
-			respond_internal(req, "answering", -ENOMEM);
+		respond_ok(req, o);
 	}
 	call_clear(&c);
 	return 0;
@@ -498,10 +504,7 @@ static int h_list(struct http_request *req, void *ud)
 				 (json_int_t)per_page, "current_page", (json_int_t)page,
 				 "total_pages", (json_int_t)pages, "links", links, "backup_count",
 				 (json_int_t)counted);
-	if (body)
-		http_respond_json(req, 200, body);
-	else
-		respond_internal(req, "answering", -ENOMEM);
+	respond_ok(req, body);
 out:
 	call_clear(&c);
 	return 0;
@@ -539,10 +542,7 @@ static int h_get(struct http_request *req, void *ud)
 					   ? read_progress(svc, req, &c)
 					   : NULL;
 		json_t *o = backup_object(c.backup, progress);
-		if (o)
-			http_respond_json(req, 200, o);
-		else
-			respond_internal(req, "answering", -ENOMEM);
+		respond_ok(req, o);
 	}
 	call_clear(&c);
 	return 0;
@@ -685,10 +685,7 @@ static int h_create(struct http_request *req, void *ud)
 		http_request_id(req), uuid, c.server->uuid, nc.node->name);
 	json_t *o = backup_object(fresh, NULL);
 	store_backup_free(fresh);
-	if (o)
-		http_respond_json(req, 200, o);
-	else
-		respond_internal(req, "answering", -ENOMEM);
+	respond_ok(req, o);
 out:
 	if (created) {
 		int rr = store_backup_discard(svc->store, uuid);
@@ -869,10 +866,7 @@ static int h_download(struct http_request *req, void *ud)
 		goto out;
 	}
 	json_t *o = json_pack("{s:s, s:{s:s}}", "object", "signed_url", "attributes", "url", url);
-	if (o)
-		http_respond_json(req, 200, o);
-	else
-		respond_internal(req, "answering", -ENOMEM);
+	respond_ok(req, o);
 out:
 	free(url);
 	node_conn_clear(&nc);
