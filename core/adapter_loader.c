@@ -232,7 +232,7 @@ int adapter_registry_load_file(struct adapter_registry *reg, const char *path, c
 			   c->name, adapter_registry_find(reg, c->name)->path);
 	else if ((missing = missing_required_method(c)))
 		r = refuse(reg, path, ret_err, "required method %s is missing", missing);
-	else if ((c->caps & AMBER_CAP_PRESIGN_GET) && !c->presign)
+	else if ((c->caps & (AMBER_CAP_PRESIGN_GET | AMBER_CAP_PRESIGN_RESUMABLE)) && !c->presign)
 		r = refuse(reg, path, ret_err, "claims a presign capability without a presign "
 					       "method");
 	else if ((c->caps & AMBER_CAP_MULTIPART) &&

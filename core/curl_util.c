@@ -1,6 +1,8 @@
 #include "curl_util.h"
 
 #include <errno.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -61,4 +63,22 @@ int curl_util_sleep_ms(uint64_t ms, const atomic_int *stop, const atomic_int *ca
 		ms -= slice;
 	}
 	return raised(stop, cancel) ? -ECANCELED : 0;
+}
+
+long curl_util_header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
+{
+	size_t k = strlen(name);
+	if (n < k || strncasecmp(line, name, k) != 0 || cap == 0)
+		return -1;
+	const char *v = line + k;
+	size_t vl = n - k;
+	while (vl && (*v == ' ' || *v == '\t'))
+		v++, vl--;
+	while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ' ||
+		      v[vl - 1] == '\t'))
+		vl--;
+	size_t c = vl < cap ? vl : cap - 1;
+	memcpy(out, v, c);
+	out[c] = 0;
+	return (long)vl;
 }

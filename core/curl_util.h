@@ -29,6 +29,13 @@ struct curl_util_opts {
  * redirect nor a scheme beyond http(s). */
 void curl_util_setup(CURL *h, const struct curl_util_opts *o);
 
+/* When line (one header line as curl's header callback gets it, n bytes) is the header
+ * `name` (lower case with its colon, "etag:"; matched case-insensitively): its value
+ * without surrounding blanks and line end, copied into out (truncated to cap - 1), and
+ * the value's full length is returned, so a caller can refuse a truncated one. Else -1
+ * and out is untouched. */
+long curl_util_header_value(const char *line, size_t n, const char *name, char *out, size_t cap);
+
 /* A malformed URL, an unsupported scheme, no memory: errors of the request itself, which
  * another attempt would meet again. */
 bool curl_util_request_error(CURLcode cc);

@@ -19,6 +19,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "part_upload.h"
+#include "resumable_upload.h"
 #include "remote_client.h"
 #include "store.h"
 #include "strutil.h"
@@ -254,7 +255,7 @@ static const char *ctx_reason(const struct amber_ctx *ctx, int r)
 /* Names for a job's context and log lines when no instance serves it. */
 static const char *job_adapter(const struct node_job *nj)
 {
-	return nj->in ? nj->in->ops->name : NODE_S3_ADAPTER;
+	return nj->in ? nj->in->ops->name : nj->remote_store ? nj->remote_store : NODE_S3_ADAPTER;
 }
 
 static const char *job_instance(const struct node_job *nj)
@@ -262,14 +263,62 @@ static const char *job_instance(const struct node_job *nj)
 	return nj->in ? nj->in->name : nj->url ? "(download_url)" : "(panel-presigned)";
 }
 
+/* The archive engine's result and an upload's own reason, into ctx: the upload's reason
+ * beats the engine's "the sink failed". */
+static void upload_error(struct amber_ctx *ctx, const struct backup_create_req *req,
+			 const struct archive_create_result *res, int r, const char *why)
+{
+	if (r < 0 && why[0] && !res->too_big)
+		host_ctx_set_error(ctx, host_errno_to_code(r), "upload: %s%s", why,
+				   r == -EFBIG ? " (were files added while the backup ran?)" : "");
+	else if (r < 0 && !ctx->code)
+		host_ctx_set_error(ctx, host_errno_to_code(r), "archiving %s: %s", req->root,
+				   strerror(-r));
+}
+
+/* Amber's gcs mode: the panel signed a URL that opens a resumable upload session
+ * (ABI 1.1); the stream goes there chunk by chunk, one chunk in memory, no local copy. */
+static int resumable_create(struct node_job *nj, struct amber_ctx *ctx,
+			    const struct backup_create_req *req, struct archive_create_result *res,
+			    const struct remote_part_urls *urls, struct resumable_upload **ret_ru)
+{
+	log_msg(LOG_LEVEL_NOTICE,
+		"request %s: backup %s: adapter \"%s\" has no instance on this node, so the "
+		"panel presigns a resumable upload session: chunks of %" PRIu64 " bytes",
+		nj->request_id, nj->backup, nj->remote_store, urls->chunk_size);
+	struct resumable_upload_config rc = {
+		.start_url = urls->resumable_url,
+		.start_headers = (const char *const *)urls->resumable_headers,
+		.n_start_headers = urls->n_resumable_headers,
+		.chunk_size = urls->chunk_size,
+		.retry = ctx->retry,
+		.cancel = ctx->cancel,
+	};
+	int r = resumable_upload_new(&rc, ret_ru);
+	if (r < 0) {
+		host_ctx_set_error(ctx, host_errno_to_code(r), "starting the upload: %s",
+				   r == -EINVAL ? "the panel's chunk size or URL is not usable"
+						: strerror(-r));
+		return r;
+	}
+	struct amber_sink sink = resumable_upload_sink(*ret_ru);
+	r = backup_create_sink(req, &sink, ctx, res);
+	if (r == 0)
+		r = resumable_upload_finish(*ret_ru);
+	upload_error(ctx, req, res, r, resumable_upload_error(*ret_ru));
+	return r;
+}
+
 /* Wings' s3 mode (pterodactyl-protocol.md §3.1, §4.3; design.md §3): ask the panel for
  * presigned UploadPart URLs covering the archive's exact upper bound, stream the archive
  * into parts of the panel's part_size with several in flight, and hand back the parts
  * used for the report. Unlike Wings, nothing is written to local disk first (a part at
- * most, when parts are too large for memory) and a failed part is re-sent whole. */
+ * most, when parts are too large for memory) and a failed part is re-sent whole. When
+ * the panel's store takes a resumable session instead (gcs), resumable_create. */
 static int presigned_create(struct job *job, struct node_job *nj, struct amber_ctx *ctx,
 			    const struct backup_create_req *req, struct archive_create_result *res,
-			    struct remote_part_urls *urls, struct part_upload **ret_pu)
+			    struct remote_part_urls *urls, struct part_upload **ret_pu,
+			    struct resumable_upload **ret_ru)
 {
 	struct node_service *svc = nj->svc;
 	uint64_t bound = 0;
@@ -290,10 +339,12 @@ static int presigned_create(struct job *job, struct node_job *nj, struct amber_c
 	remote_client_free(c);
 	if (r < 0) {
 		host_ctx_set_error(ctx, host_errno_to_code(r),
-				   "asking the panel for part URLs (size %" PRIu64 "): %s", bound,
+				   "asking the panel for upload URLs (size %" PRIu64 "): %s", bound,
 				   st.detail[0] ? st.detail : strerror(-r));
 		return r;
 	}
+	if (urls->resumable_url)
+		return resumable_create(nj, ctx, req, res, urls, ret_ru);
 	if (urls->part_size == 0) {
 		host_ctx_set_error(ctx, AMBER_EINVAL, "the panel gave a part_size of 0");
 		return -EBADMSG;
@@ -305,7 +356,7 @@ static int presigned_create(struct job *job, struct node_job *nj, struct amber_c
 		"request %s: backup %s: adapter \"%s\" has no instance on this node, so the "
 		"panel presigns the upload (Wings' s3 mode): %zu part URLs of %" PRIu64
 		" bytes for an upper bound of %" PRIu64 " bytes, %u in flight%s",
-		nj->request_id, nj->backup, NODE_S3_ADAPTER, urls->n, urls->part_size, bound,
+		nj->request_id, nj->backup, nj->remote_store, urls->n, urls->part_size, bound,
 		urls->part_size > PART_UPLOAD_MEMORY_MAX ? PART_UPLOAD_SPOOL_IN_FLIGHT : in_flight,
 		urls->part_size > PART_UPLOAD_MEMORY_MAX ? ", parts spooled to state_dir" : "");
 	struct part_upload_config pc = {
@@ -327,14 +378,7 @@ static int presigned_create(struct job *job, struct node_job *nj, struct amber_c
 	r = backup_create_sink(req, &sink, ctx, res);
 	if (r == 0)
 		r = part_upload_finish(*ret_pu);
-	/* The upload's own reason beats the engine's "the sink failed". */
-	if (r < 0 && part_upload_error(*ret_pu)[0] && !res->too_big)
-		host_ctx_set_error(ctx, host_errno_to_code(r), "upload: %s%s",
-				   part_upload_error(*ret_pu),
-				   r == -EFBIG ? " (were files added while the backup ran?)" : "");
-	else if (r < 0 && !ctx->code)
-		host_ctx_set_error(ctx, host_errno_to_code(r), "archiving %s: %s", req->root,
-				   strerror(-r));
+	upload_error(ctx, req, res, r, part_upload_error(*ret_pu));
 	return r;
 }
 
@@ -359,7 +403,8 @@ int node_run_backup(struct job *job, void *arg)
 	memset(&res, 0, sizeof(res));
 	struct remote_part_urls urls = { 0 };
 	struct part_upload *pu = NULL;
-	int r = nj->presigned ? presigned_create(job, nj, &ctx, &req, &res, &urls, &pu)
+	struct resumable_upload *ru = NULL;
+	int r = nj->presigned ? presigned_create(job, nj, &ctx, &req, &res, &urls, &pu, &ru)
 			      : backup_create(&req, &ctx, &res);
 
 	char sha1[2 * HASH_SHA1_LEN + 1] = "", sha256[2 * HASH_SHA256_LEN + 1] = "";
@@ -399,6 +444,13 @@ int node_run_backup(struct job *job, void *arg)
 			"report %s",
 			nj->request_id, nj->backup, nj->server, res.files, res.bytes_out, n_parts,
 			part_upload_retries(pu), sha1, what);
+	else if (r == 0 && ru)
+		log_msg(rr == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
+			"request %s: backup %s of server %s uploaded to a panel-presigned %s "
+			"session: %" PRIu64 " files, %" PRIu64 " bytes (%u attempts retried), sha1 %s; "
+			"report %s",
+			nj->request_id, nj->backup, nj->server, nj->remote_store, res.files,
+			res.bytes_out, resumable_upload_retries(ru), sha1, what);
 	else if (r == 0)
 		log_msg(rr == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
 			"request %s: backup %s of server %s to %s/%s done: %" PRIu64
@@ -412,6 +464,7 @@ int node_run_backup(struct job *job, void *arg)
 			ctx_reason(&ctx, r), what);
 	free(parts);
 	part_upload_free(pu);
+	resumable_upload_free(ru);
 	remote_part_urls_free(&urls);
 	archive_create_result_clear(&res);
 	return r;

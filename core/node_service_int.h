@@ -7,6 +7,7 @@
 #include "jobs.h"
 
 #include <stdatomic.h>
+#include <string.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,9 +50,11 @@ struct node_job {
 	char *ignore; /* create: the request's patterns; NULL: .pteroignore */
 	bool truncate;
 	uint64_t max_size; /* create: compressed bytes allowed; 0: no limit */
-	/* create: adapter "s3" with no instance of that name (in is NULL): the panel
-	 * presigns the parts, as for Wings' s3 adapter (node_run_backup). */
+	/* create: adapter "s3" or "gcs" with no instance of that name (in is NULL): the
+	 * panel presigns the upload, part URLs as for Wings' s3 adapter or a resumable
+	 * session's start URL (node_run_backup). remote_store is that name. */
 	bool presigned;
+	const char *remote_store;
 	/* restore: the panel's download_url; when set it is the source, whether or not in
 	 * is (in may be NULL for "s3"). */
 	char *url;
@@ -60,6 +63,17 @@ struct node_job {
 /* The adapter a stock panel names for its S3 disk. A node with no instance of this name
  * serves it as Wings does: presigned parts on create, download_url on restore. */
 #define NODE_S3_ADAPTER "s3"
+/* Amber's own remote store: a node without an instance uploads through a resumable
+ * session whose start URL the panel signs (ABI 1.1 AMBER_PRESIGN_RESUMABLE). */
+#define NODE_GCS_ADAPTER "gcs"
+
+/* The static name when `name` is one of the remote stores above, else NULL. */
+static inline const char *node_remote_store(const char *name)
+{
+	return !name ? NULL
+	       : strcmp(name, NODE_S3_ADAPTER) == 0 ? NODE_S3_ADAPTER
+	       : strcmp(name, NODE_GCS_ADAPTER) == 0 ? NODE_GCS_ADAPTER : NULL;
+}
 
 /* The journal of accepted jobs: a file per backup or restore from acceptance until its
  * report is delivered or spooled, so a node killed in between reports the job failed

@@ -27,6 +27,9 @@
 #define DEFAULT_PART_SIZE (UINT64_C(5) * 1024 * 1024 * 1024) /* backups.max_part_size */
 #define DEFAULT_PRESIGN_TTL_S 3600u	/* backups.presigned_url_lifespan: 60 min */
 #define DEFAULT_STUCK_AFTER_S (6u * 3600u) /* backups.prune_age: 360 min */
+/* The chunk a node sends to a resumable session at a time: GCS's advice is 8 to 32 MiB,
+ * a multiple of 256 KiB; the node holds one in memory. */
+#define RESUMABLE_CHUNK_SIZE (UINT64_C(16) << 20)
 /* S3 numbers parts 1..10000. Without a bound a tiny part size and a huge `size` would
  * make one request sign (and answer with) millions of URLs. */
 #define MAX_PARTS 10000u
@@ -259,6 +262,67 @@ static void *presign_thread(void *opaque)
 	return NULL;
 }
 
+/* A resumable-start URL (ABI 1.1, AMBER_PRESIGN_RESUMABLE) instead of part URLs. */
+struct resumable_job {
+	struct instance *in;
+	const char *key;
+	const char *backup_uuid;
+	unsigned ttl_s;
+	struct amber_buf url; /* out */
+	uint64_t expires;     /* out */
+	int rc;               /* out: 0 or a negative errno */
+	struct amber_ctx ctx; /* out: the adapter's message on failure */
+};
+
+static void *resumable_thread(void *opaque)
+{
+	struct resumable_job *j = opaque;
+	struct instance *in = j->in;
+	host_ctx_init(&j->ctx, in->ops->name, in->name, "presign", j->backup_uuid);
+	instance_lock(in);
+	int code = in->ops->presign(in->handle, &j->ctx, j->key, AMBER_PRESIGN_RESUMABLE,
+				    j->ttl_s, &j->url, &j->expires);
+	instance_unlock(in);
+	if (code == 0 && !j->url.len)
+		code = host_ctx_set_error(&j->ctx, AMBER_EIO, "the adapter returned an empty URL");
+	j->rc = code ? host_code_to_errno(code) : 0;
+	return NULL;
+}
+
+/* Amber's extension of the remote API for stores that take a stream through a resumable
+ * session (GCS): one URL that opens it, the header the opening POST must carry, and the
+ * chunk size to send. Nothing is kept with the backup: an unfinished session leaves no
+ * object, so there is nothing to abort, and a node asking again gets a new URL. */
+static int respond_resumable(struct panel_service *svc, struct http_request *req,
+			     struct instance *in, const char *key, const char *backup_uuid)
+{
+	struct resumable_job job = { .in = in, .key = key, .backup_uuid = backup_uuid,
+				     .ttl_s = svc->presign_ttl_s };
+	int pe = instance_call_off_thread(resumable_thread, &job);
+	if (pe != 0 || job.rc < 0) {
+		int e = pe != 0 ? pe : job.rc;
+		log_msg(LOG_LEVEL_ERR,
+			"remote api: backup %s: instance %s could not presign the resumable upload: %s",
+			backup_uuid, in->name, job.ctx.message[0] ? job.ctx.message : strerror(-e));
+		amber_buf_clear(&job.url);
+		if (e == -ENOTSUP) {
+			/* A store the panel reaches but cannot sign for (a GCS instance on the
+			 * metadata server, say): the node's report says why. */
+			char detail[640];
+			snprintf(detail, sizeof(detail), "Instance '%s' cannot presign an upload "
+							 "session: %s", in->name, job.ctx.message);
+			return respond_error(req, 400, "BadRequestHttpException", detail);
+		}
+		return respond_internal(req, e);
+	}
+	json_t *body = json_pack("{s:s, s:{s:s}, s:I, s:I}", "resumable_url", job.url.data,
+				 "resumable_headers", "x-goog-resumable", "start", "chunk_size",
+				 (json_int_t)RESUMABLE_CHUNK_SIZE, "expires_at",
+				 (json_int_t)job.expires);
+	amber_buf_clear(&job.url);
+	return body ? http_respond_json(req, 200, body) : respond_internal(req, -ENOMEM);
+}
+
 /* Decimal digits only, > 0 (the panel's `(int) $size` then `empty()`; we refuse what
  * PHP would silently truncate, such as "12abc" or "-5"). */
 static bool parse_size(const char *s, uint64_t *ret)
@@ -303,7 +367,9 @@ static int h_upload_urls(struct http_request *req, void *userdata)
 	 * instance the backup was created with, so switching the default while a backup
 	 * runs does not break it (protocol §8.8). */
 	struct instance *in = svc->instances ? instance_set_find(svc->instances, b->adapter) : NULL;
-	if (!in || !(in->ops->caps & AMBER_CAP_MULTIPART)) {
+	bool resumable = in && !(in->ops->caps & AMBER_CAP_MULTIPART) &&
+			 (in->ops->caps & AMBER_CAP_PRESIGN_RESUMABLE) && in->ops->presign;
+	if (!in || (!(in->ops->caps & AMBER_CAP_MULTIPART) && !resumable)) {
 		char detail[320];
 		snprintf(detail, sizeof(detail),
 			 "The configured backup adapter is not an S3 compatible adapter: "
@@ -313,7 +379,7 @@ static int h_upload_urls(struct http_request *req, void *userdata)
 		goto out;
 	}
 	uint64_t n = size / svc->part_size + (size % svc->part_size != 0);
-	if (n > MAX_PARTS) {
+	if (!resumable && n > MAX_PARTS) {
 		char detail[200];
 		snprintf(detail, sizeof(detail),
 			 "A size of %" PRIu64 " bytes needs %" PRIu64 " parts of %" PRIu64
@@ -328,6 +394,10 @@ static int h_upload_urls(struct http_request *req, void *userdata)
 		log_msg(LOG_LEVEL_ERR, "remote api: backup %s: no object key: %s", b->uuid,
 			strerror(-r));
 		r = respond_internal(req, r);
+		goto out;
+	}
+	if (resumable) {
+		r = respond_resumable(svc, req, in, key, b->uuid);
 		goto out;
 	}
 	/* As the reference panel: the first request opens the multipart upload and keeps

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,19 +138,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb;
 	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
 		p->etag[0] = 0; /* a new response (after 100 Continue, say) */
-	if (n > 5 && strncasecmp(data, "etag:", 5) == 0) {
-		const char *v = data + 5;
-		size_t vl = n - 5;
-		while (vl && (*v == ' ' || *v == '\t'))
-			v++, vl--;
-		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ' ||
-			      v[vl - 1] == '\t'))
-			vl--;
-		if (vl < sizeof(p->etag)) {
-			memcpy(p->etag, v, vl);
-			p->etag[vl] = 0;
-		}
-	}
+	/* A truncated ETag would fail the Complete: keep none rather than a wrong one. */
+	if (curl_util_header_value(data, n, "etag:", p->etag, sizeof(p->etag)) >=
+	    (long)sizeof(p->etag))
+		p->etag[0] = 0;
 	return n;
 }
 

@@ -737,15 +737,70 @@ void remote_part_urls_free(struct remote_part_urls *p)
 	for (size_t i = 0; i < p->n; i++)
 		free(p->urls[i]);
 	free(p->urls);
+	for (size_t i = 0; i < p->n_resumable_headers; i++)
+		free(p->resumable_headers[i]);
+	free(p->resumable_headers);
+	free(p->resumable_url);
 	memset(p, 0, sizeof(*p));
 }
 
 /* {"parts":["<url>",...], "part_size":<int>} plus [Pelican] "max_concurrent_uploads". */
+/* The largest chunk a node agrees to hold in memory for a resumable session. */
+#define RESUMABLE_CHUNK_MAX (UINT64_C(256) << 20)
+#define RESUMABLE_CHUNK_UNIT (UINT64_C(256) << 10)
+
+/* A header value the panel may hand over: printable, no line breaks (they would inject
+ * headers of their own). */
+static bool header_token_ok(const char *s, bool name)
+{
+	if (!s || !*s || strlen(s) > 256)
+		return false;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c < 0x20 || *c == 0x7f || (name && (*c == ':' || *c == ' ')))
+			return false;
+	return true;
+}
+
+static int parse_resumable(json_t *j, struct remote_part_urls *out)
+{
+	const char *url = json_string_value(json_object_get(j, "resumable_url"));
+	json_t *hdrs = json_object_get(j, "resumable_headers");
+	json_t *cs = json_object_get(j, "chunk_size");
+	if (!url || !*url || (hdrs && !json_is_object(hdrs)) || !json_is_integer(cs) ||
+	    json_integer_value(cs) <= 0 || (uint64_t)json_integer_value(cs) > RESUMABLE_CHUNK_MAX ||
+	    (uint64_t)json_integer_value(cs) % RESUMABLE_CHUNK_UNIT)
+		return -EBADMSG;
+	size_t n = json_object_size(hdrs);
+	out->resumable_headers = calloc(n ? n : 1, sizeof(char *));
+	if (!out->resumable_headers || !(out->resumable_url = strdup(url)))
+		return -ENOMEM;
+	const char *k;
+	json_t *v;
+	json_object_foreach(hdrs, k, v) {
+		const char *val = json_string_value(v);
+		if (!header_token_ok(k, true) || !header_token_ok(val, false))
+			return -EBADMSG;
+		char *line;
+		if (asprintf(&line, "%s: %s", k, val) < 0)
+			return -ENOMEM;
+		out->resumable_headers[out->n_resumable_headers++] = line;
+	}
+	out->chunk_size = (uint64_t)json_integer_value(cs);
+	return 0;
+}
+
 static int parse_part_urls(const struct response *r, uint64_t size, struct remote_part_urls *out)
 {
 	if (!r->body)
 		return -EBADMSG;
 	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	if (json_object_get(j, "resumable_url")) {
+		int rr = parse_resumable(j, out);
+		if (rr < 0)
+			remote_part_urls_free(out);
+		json_decref(j);
+		return rr;
+	}
 	json_t *parts = json_object_get(j, "parts");
 	json_t *ps = json_object_get(j, "part_size");
 	json_t *mcu = json_object_get(j, "max_concurrent_uploads");

@@ -106,9 +106,17 @@ struct remote_part_urls {
 	size_t n;
 	uint64_t part_size;
 	unsigned max_concurrent_uploads; /* [Pelican]; 0 when the panel did not say */
+	/* [Amber] a store that takes the stream through a resumable session (GCS): instead
+	 * of parts, one URL to POST with these headers ("Name: value") to open the session,
+	 * and the chunk size to send (a multiple of 256 KiB). urls is then empty. */
+	char *resumable_url;
+	char **resumable_headers;
+	size_t n_resumable_headers;
+	uint64_t chunk_size;
 };
 /* GET /api/remote/backups/<uuid>?size=<size>. size must be > 0. On success *ret holds
- * at least enough parts for size bytes; free it with remote_part_urls_free. */
+ * at least enough parts for size bytes, or a resumable_url; free it with
+ * remote_part_urls_free. */
 int remote_backup_part_urls(struct remote_client *c, const char *backup_uuid, uint64_t size,
 			    struct remote_part_urls *ret, struct remote_status *st);
 void remote_part_urls_free(struct remote_part_urls *p);

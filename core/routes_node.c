@@ -289,13 +289,15 @@ static int h_create(struct http_request *req, void *ud)
 	bool presigned = false;
 	in = instance_set_find(svc->instances, json_string_value(adapter) ? json_string_value(adapter)
 									  : "");
-	if (!in && json_is_string(adapter) &&
-	    strcmp(json_string_value(adapter), NODE_S3_ADAPTER) == 0) {
-		/* "s3" without an instance: the panel presigns the parts (see the top). */
+	const char *remote = in ? NULL : node_remote_store(json_string_value(adapter));
+	if (remote) {
+		/* A remote store without an instance: the panel presigns (see the top). */
 		if (!svc->panel_url) {
-			http_respond_error(req, 400, "The s3 adapter has no instance on this node "
-						     "and, without a panel_url, the panel cannot "
-						     "presign its uploads.");
+			char msg[200];
+			snprintf(msg, sizeof(msg), "The %s adapter has no instance on this node "
+						   "and, without a panel_url, the panel cannot "
+						   "presign its uploads.", remote);
+			http_respond_error(req, 400, msg);
 			goto out;
 		}
 		presigned = true;
@@ -316,6 +318,7 @@ static int h_create(struct http_request *req, void *ud)
 	}
 	nj->max_size = max_size;
 	nj->presigned = presigned;
+	nj->remote_store = remote;
 	if (ig && *ig && !(nj->ignore = strdup(ig))) {
 		node_job_free(nj);
 		http_respond_error(req, 500, MSG_INTERNAL);
@@ -387,10 +390,13 @@ static int h_restore(struct http_request *req, void *ud)
 	json_t *adapter = json_object_get(body, "adapter");
 	const char *aname = json_string_value(adapter);
 	struct instance *in = instance_set_find(svc->instances, aname ? aname : "");
-	if (!in && aname && strcmp(aname, NODE_S3_ADAPTER) == 0) {
+	if (!in && node_remote_store(aname)) {
 		if (!has_url) {
-			http_respond_error(req, 400, "The download_url field is required when the "
-						     "backup adapter is set to S3.");
+			char msg[160];
+			snprintf(msg, sizeof(msg), "The download_url field is required when the "
+						   "backup adapter is set to %s.",
+				 strcmp(aname, NODE_S3_ADAPTER) == 0 ? "S3" : aname);
+			http_respond_error(req, 400, msg);
 			goto out;
 		}
 	} else if (!in && !(in = find_instance(svc, req, adapter))) {
@@ -407,6 +413,7 @@ static int h_restore(struct http_request *req, void *ud)
 		goto out;
 	}
 	nj->truncate = json_is_true(truncate);
+	nj->remote_store = in ? NULL : node_remote_store(aname);
 	if (has_url && !(nj->url = strdup(url))) {
 		node_job_free(nj);
 		http_respond_error(req, 500, MSG_INTERNAL);
@@ -441,9 +448,8 @@ static int h_delete(struct http_request *req, void *ud)
 		json_t *adapter = json_object_get(body, "adapter");
 		/* Wings deletes local files only and answers 404 for an S3 backup, which the
 		 * panel takes as deleted (it removes the object itself). */
-		if (json_is_string(adapter) &&
-		    strcmp(json_string_value(adapter), NODE_S3_ADAPTER) == 0 &&
-		    !instance_set_find(svc->instances, NODE_S3_ADAPTER)) {
+		const char *remote = node_remote_store(json_string_value(adapter));
+		if (remote && !instance_set_find(svc->instances, remote)) {
 			http_respond_error(req, 404, MSG_NO_BACKUP);
 			goto out;
 		}

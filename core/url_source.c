@@ -95,18 +95,6 @@ static void refuse_attempt(struct url_source *s, int err, bool transient, const 
 
 /* ---- the response head ---- */
 
-static void copy_value(char *out, const char *v, size_t n)
-{
-	while (n && (*v == ' ' || *v == '\t'))
-		v++, n--;
-	while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t'))
-		n--;
-	if (n >= HDR_MAX)
-		n = HDR_MAX - 1;
-	memcpy(out, v, n);
-	out[n] = 0;
-}
-
 /* What a tar archive may travel as. Anything else with a 200 is some error page. */
 static bool content_type_ok(const char *ct)
 {
@@ -234,15 +222,12 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
 		{ "content-range:", offsetof(struct url_source, crange) },
 	};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		size_t k = strlen(fields[i].name);
-		if (n > k && strncasecmp(data, fields[i].name, k) == 0) {
-			copy_value((char *)s + fields[i].off, data + k, n - k);
+		if (curl_util_header_value(data, n, fields[i].name, (char *)s + fields[i].off,
+					   HDR_MAX) >= 0)
 			return n;
-		}
 	}
-	if (n > 15 && strncasecmp(data, "content-length:", 15) == 0) {
-		char v[HDR_MAX];
-		copy_value(v, data + 15, n - 15);
+	char v[HDR_MAX];
+	if (curl_util_header_value(data, n, "content-length:", v, sizeof(v)) >= 0) {
 		char *end = NULL;
 		unsigned long long x = strtoull(v, &end, 10);
 		s->clen = end != v && x <= INT64_MAX ? (int64_t)x : -1;

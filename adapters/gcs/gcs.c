@@ -243,8 +243,10 @@ static int gcs_remove(amber_instance *self, amber_ctx *ctx, const char *key)
 static int gcs_presign(amber_instance *self, amber_ctx *ctx, const char *key, uint32_t method,
 		       uint32_t ttl, amber_buf *url, uint64_t *ret_expires)
 {
-	if (method != AMBER_PRESIGN_GET)
-		return amber_host_api->set_error(ctx, AMBER_ENOTSUP, "only download URLs can be presigned");
+	if (method != AMBER_PRESIGN_GET && method != AMBER_PRESIGN_RESUMABLE)
+		return amber_host_api->set_error(ctx, AMBER_ENOTSUP, "gcs instance %s: presign "
+						 "method %u is not one this adapter knows", self->name,
+						 (unsigned)method);
 	if (self->auth != GCS_AUTH_SA && self->auth != GCS_AUTH_HMAC)
 		return amber_host_api->set_error(ctx, AMBER_ENOTSUP, "gcs instance %s: this auth "
 						 "mode holds no key to sign URLs with", self->name);
@@ -257,7 +259,10 @@ static int gcs_presign(amber_instance *self, amber_ctx *ctx, const char *key, ui
 		ttl = GCS_MAX_PRESIGN_TTL;
 	char *name = gcs_full_name(self, key);
 	time_t now = time(NULL);
-	struct gcs_sign_req sr = { .base_url = self->endpoint, .method = "GET",
+	/* A resumable start is a signed POST (gcs-protocol.md §5.5): the holder opens the
+	 * session and then needs no credentials for its chunks. */
+	int resumable = method == AMBER_PRESIGN_RESUMABLE;
+	struct gcs_sign_req sr = { .base_url = self->endpoint, .method = resumable ? "POST" : "GET",
 				   .bucket = self->bucket, .object = name, .expires = ttl,
 				   .when = now, .pkey = self->key.pkey,
 				   .client_email = self->key.client_email,
@@ -265,7 +270,9 @@ static int gcs_presign(amber_instance *self, amber_ctx *ctx, const char *key, ui
 	if (self->auth == GCS_AUTH_HMAC)
 		sr.pkey = NULL;
 	char why[256];
-	char *u = name ? gcs_sign_url(&sr, why, sizeof(why)) : NULL;
+	char *u = !name ? NULL
+		  : resumable ? gcs_sign_resumable_url(&sr, why, sizeof(why))
+			      : gcs_sign_url(&sr, why, sizeof(why));
 	free(name);
 	if (!u)
 		return amber_host_api->set_error(ctx, AMBER_ENOMEM, "gcs instance %s: %s", self->name,
@@ -436,9 +443,10 @@ static const amber_adapter gcs_adapter = {
 	.version = GCS_VERSION,
 	.description = "Google Cloud Storage (service account, metadata server or HMAC keys; "
 		       "resumable streaming upload, V4 signed URLs)",
-	/* PRESIGN_GET is advertised for every mode; presign answers ENOTSUP where the
-	 * auth mode holds no signing key (metadata, none). */
-	.caps = AMBER_CAP_CONCURRENT | AMBER_CAP_RANGE_READ | AMBER_CAP_PRESIGN_GET,
+	/* The presign caps are advertised for every mode; presign answers ENOTSUP where
+	 * the auth mode holds no signing key (metadata, none). */
+	.caps = AMBER_CAP_CONCURRENT | AMBER_CAP_RANGE_READ | AMBER_CAP_PRESIGN_GET |
+		AMBER_CAP_PRESIGN_RESUMABLE,
 	.config = gcs_config,
 	.config_check = gcs_config_check,
 	.instance_new = gcs_instance_new,

@@ -115,10 +115,10 @@ int64_t gcs_reader_read(amber_reader *r, amber_ctx *ctx, void *buf, size_t cap)
 	if (n < 0)
 		return gcs_set_error(ctx, r->in, &err);
 	if (n > 0 && r->check_crc)
-		r->crc = gcs_crc32c(r->crc, buf, (size_t)n);
+		r->crc = amber_crc32c(r->crc, buf, (size_t)n);
 	if (n == 0 && r->check_crc && r->want_crc[0]) {
 		char mine[9];
-		gcs_crc32c_b64(r->crc, mine);
+		amber_crc32c_b64(r->crc, mine);
 		if (strcmp(mine, r->want_crc) != 0)
 			return amber_host_api->set_error(ctx, AMBER_EINTEGRITY,
 							 "gcs instance %s: %s: downloaded crc32c %s, "

@@ -11,12 +11,7 @@
 #include <stdint.h>
 #include <time.h>
 
-/* CRC32C (Castagnoli), standard convention: crc = gcs_crc32c(0, ...) for the first
- * piece, then feed the previous result back. Check value: "123456789" -> 0xE3069283. */
-uint32_t gcs_crc32c(uint32_t crc, const void *data, size_t len);
-/* base64 of the 4 big-endian bytes, as X-Goog-Hash and the JSON crc32c field carry it:
- * out must hold 9 bytes. */
-void gcs_crc32c_b64(uint32_t crc, char out[9]);
+#include "crc32c.h" /* amber_crc32c, amber_crc32c_b64 (lib/) */
 
 /* Standard base64 (with padding) or base64url (no padding); malloc'd, NULL on OOM. */
 char *gcs_b64(const void *data, size_t len, int url);

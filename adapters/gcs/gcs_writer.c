@@ -164,7 +164,7 @@ static int verify_final(amber_writer *w, amber_ctx *ctx, const char *body)
 	const char *crc = json_string_value(json_object_get(root, "crc32c"));
 	const char *size = json_string_value(json_object_get(root, "size"));
 	char mine[9];
-	gcs_crc32c_b64(w->crc, mine);
+	amber_crc32c_b64(w->crc, mine);
 	int rc = AMBER_OK;
 	if (!crc || strcmp(crc, mine) != 0)
 		rc = amber_host_api->set_error(ctx, AMBER_EINTEGRITY, "gcs instance %s: %s: the "
@@ -272,7 +272,7 @@ static int send_chunk(amber_writer *w, amber_ctx *ctx, int final)
 			snprintf(cr + l, sizeof(cr) - l, "%" PRIu64, w->total);
 		}
 		char b64[9];
-		gcs_crc32c_b64(w->crc, b64);
+		amber_crc32c_b64(w->crc, b64);
 		snprintf(hash, sizeof(hash), "X-Goog-Hash: crc32c=%s", b64);
 		const char *hdrs[3] = { cr, "Content-Type: application/octet-stream", hash };
 		struct gcs_req rq = { .method = "PUT", .api = GCS_SESSION, .url = w->session,
@@ -374,7 +374,7 @@ static int send_part(void *arg, CURL *curl, amber_ctx *ctx, uint32_t number, con
 	amber_writer *w = arg;
 	char num[16], hash[64], b64[9];
 	snprintf(num, sizeof(num), "%u", (unsigned)number);
-	gcs_crc32c_b64(gcs_crc32c(0, data, len), b64);
+	amber_crc32c_b64(amber_crc32c(0, data, len), b64);
 	snprintf(hash, sizeof(hash), "x-goog-hash: crc32c=%s", b64);
 	const char *hdrs[1] = { hash };
 	struct sigv4_kv q[2] = { { "partNumber", num }, { "uploadId", w->upload_id } };
@@ -472,7 +472,7 @@ static int xml_put(amber_writer *w, amber_ctx *ctx)
 {
 	char ct[300], hash[64], b64[9];
 	snprintf(ct, sizeof(ct), "Content-Type: %s", w->content_type);
-	gcs_crc32c_b64(w->crc, b64);
+	amber_crc32c_b64(w->crc, b64);
 	snprintf(hash, sizeof(hash), "x-goog-hash: crc32c=%s", b64);
 	const char *hdrs[2] = { ct, hash };
 	struct gcs_req rq = { .method = "PUT", .api = GCS_XML, .key = w->key, .headers = hdrs,
@@ -512,7 +512,7 @@ int gcs_writer_write(amber_writer *w, amber_ctx *ctx, const void *data, size_t l
 			n = len;
 		memcpy(w->buf + w->len, src, n);
 		/* Hashed once, as the bytes enter: re-sends never count twice. */
-		w->crc = gcs_crc32c(w->crc, src, n);
+		w->crc = amber_crc32c(w->crc, src, n);
 		w->len += n;
 		w->total += n;
 		src += n;

@@ -72,6 +72,41 @@ AT(amber_config_field, flags, 12);
 AT(amber_config_field, default_value, 16);
 AT(amber_config_field, help, 24);
 
+/* Values are part of the promise too: never renumbered. */
+#define VAL(name, v) _Static_assert((name) == (v), #name)
+VAL(AMBER_OK, 0);
+VAL(AMBER_ERROR, -1);
+VAL(AMBER_ENOMEM, -2);
+VAL(AMBER_EINVAL, -3);
+VAL(AMBER_ENOTFOUND, -4);
+VAL(AMBER_EEXISTS, -5);
+VAL(AMBER_ENOTSUP, -6);
+VAL(AMBER_EAUTH, -7);
+VAL(AMBER_EPERM, -8);
+VAL(AMBER_ENOSPC, -9);
+VAL(AMBER_EAGAIN, -10);
+VAL(AMBER_ECANCELED, -11);
+VAL(AMBER_EIO, -12);
+VAL(AMBER_EINTEGRITY, -13);
+VAL(AMBER_CFG_STRING, 1u);
+VAL(AMBER_CFG_INT, 2u);
+VAL(AMBER_CFG_BOOL, 3u);
+VAL(AMBER_CFG_SIZE, 4u);
+VAL(AMBER_CFG_DURATION, 5u);
+VAL(AMBER_CFG_REQUIRED, 1u);
+VAL(AMBER_CFG_SECRET, 2u);
+VAL(AMBER_OBJ_SHA256_VALID, 1u);
+VAL(AMBER_OBJ_SHA1_VALID, 2u);
+VAL(AMBER_CAP_PRESIGN_GET, 1u);
+VAL(AMBER_CAP_MULTIPART, 2u);
+VAL(AMBER_CAP_RANGE_READ, 4u);
+VAL(AMBER_CAP_CONCURRENT, 8u);
+VAL(AMBER_CAP_NEEDS_SIZE, 16u);
+VAL(AMBER_PRESIGN_GET, 1u);
+/* 1.1 */
+VAL(AMBER_CAP_PRESIGN_RESUMABLE, 32u);
+VAL(AMBER_PRESIGN_RESUMABLE, 2u);
+
 int amber_abi_layout_1_0_checked(void);
 int amber_abi_layout_1_0_checked(void)
 {

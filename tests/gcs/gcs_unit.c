@@ -222,9 +222,9 @@ static void crc(void)
 		  { "123456789", 0xE3069283u, "4waSgw==" },
 		  { "The quick brown fox jumps over the lazy dog", 0x22620404u, "ImIEBA==" } };
 	for (size_t i = 0; i < 3; i++) {
-		uint32_t c = gcs_crc32c(0, v[i].in, strlen(v[i].in));
+		uint32_t c = amber_crc32c(0, v[i].in, strlen(v[i].in));
 		char b[9];
-		gcs_crc32c_b64(c, b);
+		amber_crc32c_b64(c, b);
 		char what[128];
 		snprintf(what, sizeof(what), "CRC32C(\"%s\") = 0x%08X, base64 %s", v[i].in, v[i].crc,
 			 v[i].b64);
@@ -234,7 +234,7 @@ static void crc(void)
 	const char *s = "The quick brown fox jumps over the lazy dog";
 	uint32_t c = 0;
 	for (size_t i = 0; i < strlen(s); i += 5)
-		c = gcs_crc32c(c, s + i, strlen(s) - i < 5 ? strlen(s) - i : 5);
+		c = amber_crc32c(c, s + i, strlen(s) - i < 5 ? strlen(s) - i : 5);
 	ok(c == 0x22620404u, "%s", "CRC32C chained over 5-byte pieces equals the one-shot value");
 	char *e = gcs_b64("\xfb\xff", 2, 0), *u = gcs_b64("\xfb\xff", 2, 1);
 	ok(e && u && !strcmp(e, "+/8=") && !strcmp(u, "-_8"), "%s",

@@ -40,8 +40,15 @@ instance points at the test server. Rounds:
 Each round runs on its own: an exception or an amberd that died fails that round (with
 amberd's exit status) and the next round starts a fresh panel.
 
-Not covered: a node without credentials (panel-presigned upload); the gcs adapter
-presigns GET only."""
+  6. node B, which has no gcs instance and no credentials (ABI 1.1 AMBER_PRESIGN_RESUMABLE):
+     the panel signs a resumable-start URL (a V4-signed POST with x-goog-resumable:start,
+     GOOG4-RSA-SHA256 or GOOG4-HMAC-SHA256), node B opens the session and PUTs 16 MiB
+     chunks to it with no credentials; the object is checked as in 1, restored through the
+     panel's signed GET and deleted by the panel. With faults (the opening POST answered
+     503, a chunk partly persisted, a chunk dropped mid-body, a 503): the stream resumes
+     from what the server says it has. A lost session (404), a panel that cannot sign
+     (metadata-server tokens) and a wrong HMAC secret (403 on the opening POST) fail the
+     backup with a reason and leave no object."""
 import glob
 import hashlib
 import json
@@ -172,8 +179,9 @@ def create(u, s, what, timeout=180):
     return b, u.wait(s, b, timeout=timeout)
 
 
-def verify_object(s, b, attrs, what, http_get=True):
+def verify_object(s, b, attrs, what, http_get=True, d=None):
     """The object the test server holds is the archive the panel recorded."""
+    d = d or A
     found = find_object(b)
     if not check(found is not None, f"{what}: {PEER} holds an object named after the backup"):
         return None
@@ -198,7 +206,7 @@ def verify_object(s, b, attrs, what, http_get=True):
     ex = f"{work}/{b}-x"
     os.makedirs(ex)
     t = subprocess.run(["tar", "-xzf", out, "-C", ex], capture_output=True, text=True)
-    same, why = compare(f"{A.data}/{s}", ex, "*.log")
+    same, why = compare(f"{d.data}/{s}", ex, "*.log")
     check(t.returncode == 0 and same, f"{what}: GNU tar extracts the server's tree", why)
     return name
 
@@ -215,16 +223,17 @@ def channel(x):
 LAST_BEFORE = {}
 
 
-def restore_and_compare(u, s, b, what):
+def restore_and_compare(u, s, b, what, d=None):
+    d = d or A
     before = f"{work}/{b}-before-{abs(hash(what))}"
     LAST_BEFORE[b] = before
-    shutil.copytree(f"{A.data}/{s}", before, symlinks=True)
-    os.remove(f"{A.data}/{s}/world.bin")
-    with open(f"{A.data}/{s}/stray.txt", "w") as f:
+    shutil.copytree(f"{d.data}/{s}", before, symlinks=True)
+    os.remove(f"{d.data}/{s}/world.bin")
+    with open(f"{d.data}/{s}/stray.txt", "w") as f:
         f.write("stray\n")
     r = u.req("POST", f"/{s}/backups/{b}/restore", {"truncate": True})
     ok = r.status_code == 202 and u.wait_restored(s, timeout=180)
-    same, why = compare(before, f"{A.data}/{s}", "*.log") if ok else (False, r.text[:200])
+    same, why = compare(before, f"{d.data}/{s}", "*.log") if ok else (False, r.text[:200])
     return same, why
 
 
@@ -291,9 +300,10 @@ def delete_round(u, s, b, name, what):
     check(r.status_code == 404, f"{what}: its metadata GET answers 404", r.status_code)
 
 
-def no_local_copy(what, size):
-    leftovers = [os.path.join(d, f) for d, _, fs in os.walk(A.dir) for f in fs
-                 if not d.startswith(A.data) and os.path.getsize(os.path.join(d, f)) >= size]
+def no_local_copy(what, size, dm=None):
+    dm = dm or A
+    leftovers = [os.path.join(d, f) for d, _, fs in os.walk(dm.dir) for f in fs
+                 if not d.startswith(dm.data) and os.path.getsize(os.path.join(d, f)) >= size]
     check(not leftovers, f"{what}: no local copy of the archive (no file >= {size} bytes)",
           str(leftovers))
 
@@ -539,6 +549,144 @@ def round_unknown_key():
           "crash)", json.dumps(attrs)[:400])
 
 
+# ---- 6. node B: no gcs instance, no credentials; the panel signs a resumable-start URL
+B = None
+B_CHUNK = 16 << 20  # the panel's chunk size for resumable sessions
+
+
+def node_b():
+    """Node B (started once, registered with the panel's DB, which survives restarts)."""
+    global B
+    if B is None:
+        B = Daemon("nodeb", panel_url=A.url)
+        if not check(B.start(), "node B starts without a gcs instance"):
+            raise RuntimeError("node B did not start")
+        r = A.amber("node", "add", "--name", "nodeb", "--url", B.url, "--token-id",
+                    B.token_id, "--token-file", f"{B.dir}/token")
+        check(r.returncode == 0, "node B is registered with the panel", r.stderr[-300:])
+    return B
+
+
+def b_server(mib):
+    b = node_b()
+    s = b.new_server(A, limit=50, node="nodeb")
+    with open(f"{b.data}/{s}/world.bin", "wb") as f:
+        f.write(os.urandom(mib << 20))
+    return s
+
+
+def session_trace(recs, name):
+    """The opening POST(s) for object `name` and the session's requests after them."""
+    inits = [x for x in recs if x["method"] == "POST" and x.get("object") == name and
+             not x["path"].startswith("/upload/")]
+    sids = {x.get("session") for x in inits if x.get("session")}
+    puts = [x for x in recs if x.get("session") in sids and x["method"] == "PUT"]
+    return inits, puts
+
+
+def round_node_b(algo, mib=40):
+    what = f"node B without credentials ({algo})"
+    set_faults([])
+    s = b_server(mib)
+    mark = len(log_records())
+    b, attrs = create(u, s, what)
+    if not check(attrs and attrs["is_successful"] is True,
+                 f"{what}: the backup completes on {PEER} through a panel-signed resumable "
+                 "session", json.dumps(attrs)[:400]):
+        return
+    name = verify_object(s, b, attrs, what, d=B)
+    recs = log_records()[mark:]
+    inits, puts = session_trace(recs, name)
+    check(len(inits) == 1 and inits[0]["status"] == 201 and
+          inits[0].get("auth") == f"signed-url {algo}",
+          f"{what}: node B opened the session with the {algo} signed POST the panel made "
+          f"({PEER} verified the signature and x-goog-resumable:start): 201",
+          json.dumps([(x.get("auth"), x["status"]) for x in inits])[:300])
+    data_puts = [x for x in puts if not (x.get("content_range") or "").startswith("bytes */*")]
+    check(len(data_puts) >= 3 and all(int(x["content_length"] or 0) == B_CHUNK
+                                      for x in data_puts[:-1]) and
+          all(x["status"] == 308 for x in data_puts[:-1]) and data_puts[-1]["status"] == 200,
+          f"{what}: {len(data_puts)} chunks of 16 MiB as 308s, the final one 200",
+          json.dumps([(x.get("content_range"), x["status"]) for x in puts])[:400])
+    check(puts and all(not x.get("auth") or x.get("auth") == "none" for x in puts),
+          f"{what}: the chunk PUTs carry no credentials",
+          json.dumps([x.get("auth") for x in puts])[:200])
+    check(any("crc32c=" in h for h in (data_puts[-1].get("x_goog_hash") or [])),
+          f"{what}: the final chunk carried X-Goog-Hash crc32c ({PEER} checked it)")
+    no_local_copy(what, 1 << 20, dm=B)
+    same, why = restore_and_compare(u, s, b, what, d=B)
+    check(same, f"{what}: restore on node B (through the panel's signed GET) gives back the "
+          "tree", why)
+    if name:
+        delete_round(u, s, b, name, what)
+
+
+def round_node_b_sa():
+    round_node_b("GOOG4-RSA-SHA256")
+
+
+def round_node_b_hmac():
+    round_node_b("GOOG4-HMAC-SHA256", mib=20)
+
+
+def round_node_b_faults():
+    what = "node B without credentials, with faults"
+    s = b_server(40)
+    set_faults([{"op": "init", "n": 1, "action": "503"},
+                {"op": "chunk", "n": 1, "action": "partial", "keep": 16 * K256},
+                {"op": "chunk", "n": 2, "action": "drop"},
+                {"op": "chunk", "n": 3, "action": "503"}])
+    mark = len(log_records())
+    b, attrs = create(u, s, what)
+    if not check(attrs and attrs["is_successful"] is True,
+                 f"{what}: a 503 on the opening POST, a partly persisted chunk, a chunk dropped "
+                 f"mid-body and a 503 are resumed; the backup completes on {PEER}",
+                 json.dumps(attrs)[:400]):
+        return
+    recs = log_records()[mark:]
+    faults = [x["fault"]["action"] for x in recs if x.get("fault")]
+    check({"503", "partial", "drop"} <= set(faults), f"{what}: every injected fault was met",
+          str(faults))
+    check(any(x.get("content_range") == "bytes */*" for x in recs),
+          f"{what}: node B queried the session status (bytes */*) before re-sending")
+    name = verify_object(s, b, attrs, what, http_get=False, d=B)
+    same, why = restore_and_compare(u, s, b, what, d=B)
+    check(same, f"{what}: restore gives back the tree", why)
+    if name:
+        delete_round(u, s, b, name, what)
+
+
+def node_b_fails(what, faults, want):
+    s = b_server(20)
+    set_faults(faults)
+    t0 = time.time()
+    b, attrs = create(u, s, what, timeout=240)
+    reason = (attrs or {}).get("failure_reason") or ""
+    check(attrs and attrs["is_successful"] is False and attrs["completed_at"],
+          f"{what}: the backup is reported failed, no hang ({time.time() - t0:.0f} s)",
+          json.dumps(attrs)[:400])
+    check(b and find_object(b) is None, f"{what}: no object was created")
+    check(re.search(want, reason, re.I) is not None,
+          f"{what}: the failure says why: {reason[:200]!r}")
+    set_faults([])
+
+
+def round_node_b_lost():
+    node_b_fails("node B: the session lost at chunk 2 (404)",
+                 [{"op": "chunk", "n": 2, "action": "lost"}], r"session lost")
+
+
+def round_node_b_no_signer():
+    node_b_fails("node B: a panel on metadata-server tokens (nothing to sign with)", [],
+                 r"cannot presign")
+
+
+def round_node_b_wrong_secret():
+    node_b_fails("node B: a panel with a wrong HMAC secret", [],
+                 r"opening the upload session.*403")
+
+
+
 def run(title, mode, fn, **kw):
     """Runs one round with the panel in `mode`; an exception or a dead amberd is a failure
     of that round, and the next round gets a fresh panel."""
@@ -572,11 +720,18 @@ try:
         run("service account", "sa", round_sa)
         run("service account with faults", "sa", round_sa_faults)
         run("lost sessions", "sa", round_lost)
+        run("node B without credentials", "sa", round_node_b_sa)
+        run("node B with faults", "sa", round_node_b_faults)
+        run("node B, a lost session", "sa", round_node_b_lost)
         run("metadata server", "metadata", round_metadata)
+        run("node B, a panel that cannot sign", "metadata", round_node_b_no_signer)
         run("hmac", "hmac", round_hmac)
+        run("node B without credentials (hmac panel)", "hmac", round_node_b_hmac)
         run("hmac with faults", "hmac", round_hmac_faults)
         run("hmac, a part that always fails", "hmac", round_hmac_permanent)
         run("a wrong HMAC secret", "hmac", round_wrong_secret, secret="not-the-secret")
+        run("node B, a wrong HMAC secret", "hmac", round_node_b_wrong_secret,
+            secret="not-the-secret")
         other = f"{work}/other-key.json"
         subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
                         "rsa_keygen_bits:2048", "-out", f"{work}/other.pem"], check=True,
@@ -586,6 +741,8 @@ try:
         run("an unknown service-account key", "sa", round_unknown_key, keyf=other)
 finally:
     A.stop()
+    if B is not None:
+        B.stop()
     srv.terminate()
     try:
         srv.wait(10)

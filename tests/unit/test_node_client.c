@@ -262,7 +262,7 @@ START_TEST(node_errors)
 	ck_assert_int_eq(node_backup_restore(f.nc, SERVER, "../x", "wings", false, NULL, &st),
 			 -EINVAL);
 	ck_assert_int_eq(st.http_status, 400);
-	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "gcs", BACKUP1, NULL, 0, &st), -EINVAL);
+	ck_assert_int_eq(node_backup_create(f.nc, SERVER, "azure", BACKUP1, NULL, 0, &st), -EINVAL);
 	ck_assert_msg(strstr(st.message, "wings"), "%s", st.message);
 
 	/* status of a backup with no job: 404 */

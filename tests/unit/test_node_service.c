@@ -297,7 +297,7 @@ START_TEST(auth_and_validation)
 	/* "s3" without an instance is the panel-presigned mode (below); any other name
 	 * the node does not have is refused */
 	expect(&f, "POST", create, BEARER, JSON,
-	       "{\"adapter\":\"gcs\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 400,
+	       "{\"adapter\":\"azure\",\"uuid\":\"" BACKUP1 "\",\"ignore\":\"\"}", 400,
 	       "configured: wings, mem");
 	expect(&f, "POST", create, BEARER, JSON, "{\"uuid\":\"" BACKUP1 "\"}", 400, "wings");
 	expect(&f, "POST", create, BEARER, JSON, "{\"adapter\":", 400, NULL);
@@ -311,7 +311,7 @@ START_TEST(auth_and_validation)
 	expect(&f, "POST", restore, NULL, JSON, "{}", 401, NULL);
 	expect(&f, "POST", "/api/servers/" SERVER "/backup/nope/restore", BEARER, JSON,
 	       "{\"adapter\":\"wings\"}", 400, "valid UUID");
-	expect(&f, "POST", restore, BEARER, JSON, "{\"adapter\":\"gcs\"}", 400, "wings");
+	expect(&f, "POST", restore, BEARER, JSON, "{\"adapter\":\"azure\"}", 400, "wings");
 	expect(&f, "POST", restore, BEARER, JSON,
 	       "{\"adapter\":\"wings\",\"truncate_directory\":\"yes\"}", 400, "truncate");
 	expect(&f, "DELETE", "/api/servers/" SERVER "/backup/" BACKUP1, "Bearer x", NULL, NULL, 403,

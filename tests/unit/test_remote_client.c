@@ -754,6 +754,52 @@ END_TEST
 
 /* ---- part URLs ---- */
 
+/* Amber's extension for resumable sessions (gcs): one start URL, its headers, a chunk
+ * size the node can hold; nothing the panel sends may inject a header. */
+START_TEST(test_resumable_url)
+{
+	char *dir = tu_mkdtemp("remote");
+	struct tu_panel p;
+	const char *steps[] = {
+		"json:{\"resumable_url\":\"http://gcs.invalid/b/o?X-Goog-Signature=ab\","
+		"\"resumable_headers\":{\"x-goog-resumable\":\"start\"},\"chunk_size\":16777216}",
+		"json:{\"resumable_url\":\"http://gcs.invalid/b/o\",\"chunk_size\":1000000}",
+		"json:{\"resumable_url\":\"http://gcs.invalid/b/o\",\"chunk_size\":1073741824}",
+		"json:{\"resumable_url\":\"\",\"chunk_size\":16777216}",
+		"json:{\"resumable_url\":\"http://gcs.invalid/b/o\"}",
+		"json:{\"resumable_url\":\"http://gcs.invalid/b/o\",\"resumable_headers\":"
+		"{\"x-a\":\"1\\r\\nx-evil: 1\"},\"chunk_size\":262144}",
+		"json:{\"resumable_url\":\"http://gcs.invalid/b/o\",\"resumable_headers\":"
+		"{\"x a\":\"1\"},\"chunk_size\":262144}",
+		"json:{\"resumable_url\":\"http://gcs.invalid/b/o\",\"resumable_headers\":"
+		"[\"x\"],\"chunk_size\":262144}",
+		NULL };
+	tu_panel_start(&p, dir, 0, 0, steps);
+	struct remote_client *c = make_client(p.port, 2000, NULL, NULL);
+	struct remote_status st;
+	struct remote_part_urls u;
+	ck_assert_int_eq(remote_backup_part_urls(c, UUID1, 123, &u, &st), 0);
+	ck_assert_str_eq(u.resumable_url, "http://gcs.invalid/b/o?X-Goog-Signature=ab");
+	ck_assert_uint_eq(u.n_resumable_headers, 1);
+	ck_assert_str_eq(u.resumable_headers[0], "x-goog-resumable: start");
+	ck_assert_uint_eq(u.chunk_size, 16777216);
+	ck_assert_uint_eq(u.n, 0);
+	remote_part_urls_free(&u);
+	/* not a 256 KiB multiple, above what a node holds, empty URL, no chunk size, a
+	 * header value with a line break, a header name with a space, headers not an
+	 * object */
+	for (int i = 0; i < 7; i++) {
+		ck_assert_int_eq(remote_backup_part_urls(c, UUID1, 123, &u, &st), -EBADMSG);
+		ck_assert_ptr_null(u.resumable_url);
+		ck_assert_ptr_null(u.resumable_headers);
+	}
+	remote_client_free(c);
+	tu_panel_stop(&p);
+	tu_rmrf(dir);
+	free(dir);
+}
+END_TEST
+
 START_TEST(test_part_urls)
 {
 	char *dir = tu_mkdtemp("remote");
@@ -836,6 +882,7 @@ int main(void)
 	tcase_add_test(tc, test_outbox_corrupt_and_rejected);
 	tcase_add_test(tc, test_failure_reason);
 	tcase_add_test(tc, test_part_urls);
+	tcase_add_test(tc, test_resumable_url);
 	suite_add_tcase(s, tc);
 	int rc = tu_run_suite(s);
 	curl_global_cleanup();

@@ -11,8 +11,11 @@
  * VERSIONING
  *  - AMBER_ABI_MAJOR changes only for a break. It is part of the entry symbol's name
  *    (amber_adapter_entry_v1), so a host never misreads an adapter of another major.
- *  - AMBER_ABI_MINOR grows whenever a member is appended to a struct or a host
- *    service is added. Nothing else happens in a minor release.
+ *  - AMBER_ABI_MINOR grows whenever a member is appended to a struct, a host
+ *    service is added, or a new value (a capability bit, a presign method) is
+ *    defined. Nothing else happens in a minor release.
+ *  - 1.1 added AMBER_CAP_PRESIGN_RESUMABLE and AMBER_PRESIGN_RESUMABLE (nothing moved:
+ *    an adapter built against 1.0 loads and behaves as before).
  *  - Every struct that crosses the boundary starts with `uint32_t struct_size`.
  *      adapter -> host (amber_adapter): the host copies min(struct_size, its own size)
  *        into a zeroed struct, so members the adapter does not know are NULL/0.
@@ -73,7 +76,7 @@ extern "C" {
 #endif
 
 #define AMBER_ABI_MAJOR 1
-#define AMBER_ABI_MINOR 0
+#define AMBER_ABI_MINOR 1
 
 #if defined(__GNUC__) || defined(__clang__)
 #define AMBER_EXPORT __attribute__((visibility("default")))
@@ -205,8 +208,20 @@ typedef struct amber_host {
 #define AMBER_CAP_RANGE_READ (UINT64_C(1) << 2)  /* reader_open honours offset */
 #define AMBER_CAP_CONCURRENT (UINT64_C(1) << 3)  /* see THREADING rule 3 */
 #define AMBER_CAP_NEEDS_SIZE (UINT64_C(1) << 4)  /* writer_open needs hint->size */
+/* ABI 1.1+: presign(AMBER_PRESIGN_RESUMABLE) works. A host only asks adapters that set
+ * it, so an adapter without it never sees that method. */
+#define AMBER_CAP_PRESIGN_RESUMABLE (UINT64_C(1) << 5)
 
 #define AMBER_PRESIGN_GET 1u /* download of key */
+/* ABI 1.1+: a URL that opens a resumable upload session for key, for a party without
+ * credentials (a node whose panel holds them). The protocol is fixed, the one of GCS's
+ * XML API (gcs-protocol.md §3.6, §5.5): the holder sends POST <url> with the header
+ * `x-goog-resumable: start` and an empty body, gets 201 with the session URI in
+ * Location, and PUTs the stream there in chunks with Content-Range (multiples of
+ * 256 KiB but the last), resuming from what a 308's Range acknowledges. The object
+ * appears under key when the final chunk is stored; a session never finished leaves
+ * nothing behind. */
+#define AMBER_PRESIGN_RESUMABLE 2u
 
 /* One uploaded part of a multipart upload (host -> adapter; grows by appending). */
 typedef struct amber_part {
