@@ -8,6 +8,7 @@
  * mapping, OAuth2 tokens), gcs_util.c (CRC32C, base64, JWT, V4 signed URLs).
  */
 #include "gcs_internal.h"
+#include "transfer_settings.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -45,8 +46,8 @@ static const amber_config_field gcs_config[] = {
 
 struct settings {
 	const char *bucket, *auth, *cred, *hid, *hsecret, *endpoint, *mdurl, *prefix;
-	uint64_t chunk, part, connect_ms, stall_ms;
-	int64_t parallel;
+	uint64_t chunk;
+	struct transfer_settings t; /* XML multipart part_size, parallel_parts, timeouts */
 	enum gcs_auth mode;
 };
 
@@ -72,12 +73,8 @@ static int read_settings(const amber_config *cfg, amber_ctx *ctx, struct setting
 					    inst, strs[i].name);
 	}
 	int r;
-	if ((r = h->config_get_size(cfg, "chunk_size", &s->chunk)) < 0 ||
-	    (r = h->config_get_size(cfg, "part_size", &s->part)) < 0 ||
-	    (r = h->config_get_int(cfg, "parallel_parts", &s->parallel)) < 0 ||
-	    (r = h->config_get_duration_ms(cfg, "connect_timeout", &s->connect_ms)) < 0 ||
-	    (r = h->config_get_duration_ms(cfg, "stall_timeout", &s->stall_ms)) < 0)
-		return h->set_error(ctx, r, "gcs instance %s: cannot read the numeric settings", inst);
+	if ((r = h->config_get_size(cfg, "chunk_size", &s->chunk)) < 0)
+		return h->set_error(ctx, r, "gcs instance %s: cannot read chunk_size", inst);
 	if (!s->bucket || strchr(s->bucket, '/'))
 		return h->set_error(ctx, AMBER_EINVAL, "gcs instance %s: bucket: must be a bucket "
 				    "name without '/'", inst);
@@ -110,15 +107,10 @@ static int read_settings(const amber_config *cfg, amber_ctx *ctx, struct setting
 		return h->set_error(ctx, AMBER_EINVAL, "gcs instance %s: chunk_size: %" PRIu64
 				    " is not a positive multiple of 256KiB (at most 2GiB)", inst,
 				    s->chunk);
-	if (s->part < (UINT64_C(5) << 20) || s->part > (UINT64_C(5) << 30))
-		return h->set_error(ctx, AMBER_EINVAL, "gcs instance %s: part_size: outside "
-				    "5MiB..5GiB", inst);
-	if (s->parallel < 1 || s->parallel > 64)
-		return h->set_error(ctx, AMBER_EINVAL, "gcs instance %s: parallel_parts: outside "
-				    "1..64", inst);
-	if (s->connect_ms == 0 || s->stall_ms < 1000)
-		return h->set_error(ctx, AMBER_EINVAL, "gcs instance %s: connect_timeout must be "
-				    "above 0 and stall_timeout at least 1s", inst);
+	char who[96];
+	snprintf(who, sizeof(who), "gcs instance %s", inst);
+	if ((r = transfer_settings_read(cfg, ctx, who, &s->t)) < 0)
+		return r;
 	if (!s->prefix)
 		s->prefix = "";
 	return AMBER_OK;
@@ -176,10 +168,10 @@ static int gcs_instance_new(const amber_config *cfg, amber_ctx *ctx, amber_insta
 	in->hmac_creds = (struct sigv4_creds){ .access_key_id = s.hid, .secret_access_key = s.hsecret,
 					       .region = "auto", .service = "storage" };
 	in->chunk_size = s.chunk;
-	in->part_size = s.part;
-	in->parallel_parts = (unsigned)s.parallel;
-	in->connect_timeout_ms = (long)s.connect_ms;
-	in->stall_timeout_ms = (long)s.stall_ms;
+	in->part_size = s.t.part_size;
+	in->parallel_parts = (unsigned)s.t.parallel_parts;
+	in->connect_timeout_ms = (long)s.t.connect_ms;
+	in->stall_timeout_ms = (long)s.t.stall_ms;
 	if (!in->endpoint || !in->metadata_url || !in->host) {
 		gcs_instance_free(in);
 		return amber_host_api->set_error(ctx, AMBER_ENOMEM, "out of memory");

@@ -7,6 +7,7 @@
  * GetObject), s3_http.c (signed requests, retries, error mapping), s3_xml.c.
  */
 #include "s3_internal.h"
+#include "transfer_settings.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -45,8 +46,7 @@ static const amber_config_field s3_config[] = {
 struct settings {
 	const char *endpoint, *region, *bucket, *akid, *secret, *token, *prefix, *sclass;
 	int path_style; /* -1: unset */
-	uint64_t part_size, connect_ms, stall_ms;
-	int64_t parallel;
+	struct transfer_settings t; /* part_size, parallel_parts, timeouts */
 };
 
 static int bad(amber_ctx *ctx, const char *fmt, const char *a)
@@ -77,11 +77,6 @@ static int read_settings(const amber_config *cfg, amber_ctx *ctx, struct setting
 	s->path_style = r == AMBER_ENOTFOUND ? -1 : ps;
 	if (r < 0 && r != AMBER_ENOTFOUND)
 		return h->set_error(ctx, r, "path_style: cannot read the setting");
-	if ((r = h->config_get_size(cfg, "part_size", &s->part_size)) < 0 ||
-	    (r = h->config_get_int(cfg, "parallel_parts", &s->parallel)) < 0 ||
-	    (r = h->config_get_duration_ms(cfg, "connect_timeout", &s->connect_ms)) < 0 ||
-	    (r = h->config_get_duration_ms(cfg, "stall_timeout", &s->stall_ms)) < 0)
-		return h->set_error(ctx, r, "cannot read the numeric settings");
 
 	if (!s->bucket || !*s->bucket)
 		return bad(ctx, "bucket: must not be empty%s", "");
@@ -103,15 +98,10 @@ static int read_settings(const amber_config *cfg, amber_ctx *ctx, struct setting
 	if (!*hp || (slash && slash[1] != '\0') || strchr(hp, '?'))
 		return bad(ctx, "endpoint: '%s' must be a scheme and host[:port], without a path",
 			   s->endpoint);
-	if (s->part_size < S3_MIN_PART_SIZE || s->part_size > S3_MAX_PART_SIZE)
-		return h->set_error(ctx, AMBER_EINVAL,
-				    "part_size: %" PRIu64 " bytes is outside S3's 5MiB..5GiB",
-				    s->part_size);
-	if (s->parallel < 1 || s->parallel > 64)
-		return h->set_error(ctx, AMBER_EINVAL, "parallel_parts: %" PRId64
-				    " is outside 1..64", s->parallel);
-	if (s->connect_ms == 0 || s->stall_ms < 1000)
-		return bad(ctx, "connect_timeout must be above 0 and stall_timeout at least 1s%s", "");
+	char who[96];
+	snprintf(who, sizeof(who), "s3 instance %s", h->config_instance_name(cfg));
+	if ((r = transfer_settings_read(cfg, ctx, who, &s->t)) < 0)
+		return r;
 	if (!s->prefix)
 		s->prefix = "";
 	if (s->sclass && !*s->sclass)
@@ -195,10 +185,10 @@ static int s3_instance_new(const amber_config *cfg, amber_ctx *ctx, amber_instan
 	in->prefix = s.prefix;
 	in->storage_class = s.sclass;
 	in->creds = (struct sigv4_creds){ s.akid, s.secret, s.token, s.region, "s3", NULL };
-	in->part_size = s.part_size;
-	in->parallel_parts = (unsigned)s.parallel;
-	in->connect_timeout_ms = (long)s.connect_ms;
-	in->stall_timeout_ms = (long)s.stall_ms;
+	in->part_size = s.t.part_size;
+	in->parallel_parts = (unsigned)s.t.parallel_parts;
+	in->connect_timeout_ms = (long)s.t.connect_ms;
+	in->stall_timeout_ms = (long)s.t.stall_ms;
 	*ret = in;
 	return AMBER_OK;
 }

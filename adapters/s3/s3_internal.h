@@ -12,8 +12,6 @@
 #include "strbuf.h"
 #include "xml.h"
 
-#define S3_MIN_PART_SIZE (UINT64_C(5) << 20)
-#define S3_MAX_PART_SIZE (UINT64_C(5) << 30)
 #define S3_MAX_PARTS 10000
 #define S3_MAX_PRESIGN_TTL 604800u
 

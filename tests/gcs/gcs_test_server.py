@@ -507,6 +507,7 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             self.close_connection = True
+        self.rec["t_end"] = round(time.time(), 3)  # with "t": which requests overlapped
         self.S.log(self.rec)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = handle_one

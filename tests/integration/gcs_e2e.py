@@ -457,11 +457,26 @@ def round_lost():
           json.dumps(refused)[:300])
 
 
+def max_overlap(recs):
+    """The most requests of recs the server was serving at one moment."""
+    ev = sorted([(x["t"], 1) for x in recs] + [(x["t_end"], -1) for x in recs],
+                key=lambda e: (e[0], e[1]))
+    cur = best = 0
+    for _, d in ev:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
 def round_hmac():
     what = "hmac"
     s = new_server(12)
+    # Each of the first three parts is held 0.5 s, so parts in flight show as overlaps
+    # even on a fast local server.
+    set_faults([{"op": "part", "n": n, "action": "delay", "secs": 0.5} for n in (1, 2, 3)])
     mark = len(log_records())
     b, attrs = create(u, s, what)
+    set_faults([])
     if check(attrs and attrs["is_successful"] is True,
              f"{what}: the backup completes on {PEER} (XML multipart)",
              json.dumps(attrs)[:400]):
@@ -473,6 +488,10 @@ def round_hmac():
               f"{what}: {len(parts)} parts went as header-signed GOOG4-HMAC-SHA256 "
               f"requests ({PEER} verified each signature)",
               json.dumps([(x["query"][:30], x["status"], x["auth"]) for x in parts])[:400])
+        check(max_overlap(parts) >= 2,
+              f"{what}: parts went in flight together (at most {max_overlap(parts)} at once; "
+              "parallel_parts = 3)",
+              json.dumps([(x.get("part"), x["t"], x["t_end"]) for x in parts])[:400])
         comp = [x for x in recs if x["method"] == "POST" and "uploadId=" in x["query"]]
         check(len(comp) == 1 and comp[0]["status"] == 200,
               f"{what}: one CompleteMultipartUpload, accepted ({PEER} checks ETags and "

@@ -156,7 +156,11 @@ int tu_server_start(struct tu_server *s, const char *script, const char *const *
 	ck_assert_int_ge(asprintf(&path, "%s/tests/tools/%s", tu_env("AMBER_SOURCE_DIR", "."),
 				  script),
 			 0);
-	const char *argv[64] = { "python3", path };
+	/* Debian's interpreter: the test doubles use its packages (python3-jwt,
+	 * python3-cryptography), which another python3 first on PATH may lack. */
+	const char *python = tu_env("AMBER_PYTHON", access("/usr/bin/python3", X_OK) == 0
+							? "/usr/bin/python3" : "python3");
+	const char *argv[64] = { python, path };
 	size_t n = 2;
 	for (size_t i = 0; args[i] && n < 63; i++)
 		argv[n++] = args[i];
@@ -173,7 +177,7 @@ int tu_server_start(struct tu_server *s, const char *script, const char *const *
 	if (s->pid == 0) {
 		dup2(in[0], 0);
 		dup2(out[1], 1);
-		execvp("python3", (char *const *)argv);
+		execvp(python, (char *const *)argv);
 		_exit(127);
 	}
 	close(in[0]);
@@ -187,7 +191,8 @@ int tu_server_start(struct tu_server *s, const char *script, const char *const *
 	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "%s did not start", script);
 	char buf[32] = "";
 	ck_assert_int_gt(read(s->out_fd, buf, sizeof(buf) - 1), 0);
-	int port = atoi(buf);
+	/* "<port>", or "ready <port>" as the GCS test server says it */
+	int port = atoi(strncmp(buf, "ready ", 6) == 0 ? buf + 6 : buf);
 	ck_assert_int_gt(port, 0);
 	return port;
 }

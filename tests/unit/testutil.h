@@ -32,7 +32,7 @@ struct tu_server {
 	pid_t pid;
 	int in_fd, out_fd;
 };
-/* Runs python3 $AMBER_SOURCE_DIR/tests/tools/<script> with args, then extra (both
+/* Runs python3 (Debian's, or $AMBER_PYTHON) $AMBER_SOURCE_DIR/tests/tools/<script> with args, then extra (both
  * NULL-terminated; extra may be NULL). wait: waits (10 s at the most) for the port line
  * and returns the port; otherwise returns 0 at once. Aborts the test on failure. */
 int tu_server_start(struct tu_server *s, const char *script, const char *const *args,
