@@ -1,9 +1,9 @@
 /* The create side of the archive engine: walk → tar (libarchive, fed by hand) → parallel
- * gzip → SHA-1/SHA-256 → sink, all in one pass.
+ * gzip or zstd (compressor.h) → SHA-1/SHA-256 → sink, all in one pass.
  *
  * Three stages overlap: this (the caller's) thread walks the tree, reads files and frames
- * them as tar; gzip_parallel's workers deflate blocks of that stream; its writer thread
- * hashes the compressed blocks and hands them to the sink in order.
+ * them as tar; the compressor's workers compress blocks of that stream; its writer
+ * thread hashes the compressed blocks and hands them to the sink in order.
  *
  * A server keeps running while it is backed up, so the walk expects the tree to move
  * under it: every file is archived at the size its header announced (zero-padded if it
@@ -28,7 +28,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "gzip_parallel.h"
+#include "compressor.h"
 #include "hash.h"
 #include "ignore.h"
 
@@ -370,10 +370,9 @@ int archive_tar_bound(const char *root, const struct ignore_rules *ignore, uint6
 	return 0;
 }
 
-uint64_t archive_compressed_bound(uint64_t tar_bytes)
+uint64_t archive_compressed_bound(enum archive_compression comp, uint64_t tar_bytes)
 {
-	/* archive_create leaves gzip_parallel at its default block size. */
-	return gzip_parallel_bound(tar_bytes, 0);
+	return compressor_bound(comp, tar_bytes);
 }
 
 /* --- create ----------------------------------------------------------------------------- */
@@ -384,7 +383,7 @@ struct creator {
 	struct walker walker;
 	struct archive *ar;
 	struct archive_entry *entry;
-	struct gzip_parallel *gz;
+	struct compressor *gz;
 	unsigned char *buf; /* READ_CHUNK bytes */
 	int err;	    /* why the compressed stream failed, as libarchive cannot carry it */
 	struct archive_progress progress;
@@ -398,7 +397,7 @@ static int64_t elapsed_ns(const struct timespec *a, const struct timespec *b)
 
 static void send_progress(struct creator *c)
 {
-	c->progress.bytes_written = gzip_parallel_bytes_out(c->gz);
+	c->progress.bytes_written = compressor_bytes_out(c->gz);
 	c->opts->progress(c->opts->progress_opaque, &c->progress);
 }
 
@@ -427,7 +426,7 @@ static la_ssize_t tar_out(struct archive *a, void *opaque, const void *buf, size
 	struct creator *c = opaque;
 
 	if (!c->err) {
-		int r = gzip_parallel_write(c->gz, buf, len);
+		int r = compressor_write(c->gz, buf, len);
 		if (r < 0)
 			c->err = r;
 	}
@@ -676,7 +675,7 @@ static int create_visit(void *opaque, int dirfd, const char *name, const struct 
 	return checkpoint(c);
 }
 
-/* The sink as gzip_parallel's writer thread sees it: hashes first, then passes on. */
+/* The sink as the compressor's output sees it: hashes first, then passes on. */
 struct hashing_sink {
 	struct hash *hash;
 	const struct amber_sink *next;
@@ -726,25 +725,8 @@ static int tar_open(struct creator *c)
 	return 0;
 }
 
-static int gzip_level(enum archive_level level, enum gzip_parallel_level *ret)
-{
-	switch (level) {
-	case ARCHIVE_LEVEL_FAST:
-		*ret = GZIP_PARALLEL_FAST;
-		return 0;
-	case ARCHIVE_LEVEL_NONE:
-		*ret = GZIP_PARALLEL_STORED;
-		return 0;
-	case ARCHIVE_LEVEL_BEST:
-		*ret = GZIP_PARALLEL_BEST;
-		return 0;
-	}
-	return -EINVAL;
-}
-
 /* Takes root_fd. */
-static int run(struct creator *c, int root_fd, const struct gzip_parallel_opts *gzo,
-	       const struct amber_sink *sink)
+static int run(struct creator *c, int root_fd, const struct amber_sink *sink)
 {
 	const struct archive_create_opts *o = c->opts;
 	struct hash *hash = NULL;
@@ -759,7 +741,7 @@ static int run(struct creator *c, int root_fd, const struct gzip_parallel_opts *
 	if (!c->buf)
 		r = -ENOMEM;
 	if (r == 0)
-		r = gzip_parallel_new(gzo, &hsink, &c->gz);
+		r = compressor_new(o->compression, o->level, o->threads, &hsink, &c->gz);
 	if (r == 0)
 		r = tar_open(c);
 	if (r == 0) {
@@ -775,17 +757,17 @@ static int run(struct creator *c, int root_fd, const struct gzip_parallel_opts *
 	if (r == 0 && c->err)
 		r = c->err;
 	if (r == 0)
-		r = gzip_parallel_finish(c->gz);
+		r = compressor_finish(c->gz);
 	if (c->ar)
 		archive_write_free(c->ar);
 	archive_entry_free(c->entry);
 	if (c->gz) {
-		c->res->bytes_out = gzip_parallel_bytes_out(c->gz);
+		c->res->bytes_out = compressor_bytes_out(c->gz);
 		if (r == 0 && o->progress)
 			send_progress(c);
 	}
 	/* Joins the writer thread, the only other user of the hash (and of hs). */
-	gzip_parallel_free(c->gz);
+	compressor_free(c->gz);
 	c->res->too_big = hs.too_big;
 	if (r == 0)
 		r = hash_final(hash, c->res->sha1, c->res->sha256);
@@ -811,10 +793,10 @@ int archive_create(const struct archive_create_opts *opts, const struct amber_si
 		},
 	};
 	c.walker.opaque = &c;
-	struct gzip_parallel_opts gzo = { .threads = opts->threads };
-	int r = gzip_level(opts->level, &gzo.level);
-	if (r < 0)
-		return r;
+	if ((unsigned)opts->compression > ARCHIVE_COMPRESSION_ZSTD ||
+	    (unsigned)opts->level > ARCHIVE_LEVEL_BEST)
+		return -EINVAL;
+	int r;
 	/* Root problems are reported before anything reaches the sink. */
 	int root_fd = open_root(opts->root);
 	if (root_fd < 0)
@@ -835,7 +817,7 @@ int archive_create(const struct archive_create_opts *opts, const struct amber_si
 
 	locale_t loc = utf8_locale_new();
 	locale_t old = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
-	r = run(&c, root_fd, &gzo, sink);
+	r = run(&c, root_fd, sink);
 	if (loc != (locale_t)0) {
 		uselocale(old);
 		freelocale(loc);

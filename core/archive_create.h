@@ -1,5 +1,5 @@
-/* Create: walk a server directory and stream a gzip-compressed tar of it into a sink,
- * hashing the compressed bytes as they pass. No temporary file, one pass. */
+/* Create: walk a server directory and stream a gzip- or zstd-compressed tar of it into a
+ * sink, hashing the compressed bytes as they pass. No temporary file, one pass. */
 #ifndef AMBER_ARCHIVE_CREATE_H
 #define AMBER_ARCHIVE_CREATE_H
 
@@ -11,9 +11,16 @@
 
 struct ignore_rules;
 
+enum archive_compression {
+	ARCHIVE_COMPRESSION_GZIP = 0, /* the default: .tar.gz, what every panel expects */
+	ARCHIVE_COMPRESSION_ZSTD,     /* .tar.zst: one multi-threaded zstd frame */
+};
+
+/* "none" keeps the container: a reader (and the name and media type the object is
+ * stored under) never has to learn a third format. */
 enum archive_level {
-	ARCHIVE_LEVEL_FAST = 0, /* the default: deflate at the fastest useful level */
-	ARCHIVE_LEVEL_NONE,     /* stored deflate blocks: still a valid .tar.gz */
+	ARCHIVE_LEVEL_FAST = 0, /* the default: deflate level 1 / zstd level 1 */
+	ARCHIVE_LEVEL_NONE,     /* stored deflate / raw zstd blocks: still .tar.gz / .tar.zst */
 	ARCHIVE_LEVEL_BEST,
 };
 
@@ -28,6 +35,7 @@ struct archive_progress {
 struct archive_create_opts {
 	const char *root;                   /* the directory to archive */
 	const struct ignore_rules *ignore;  /* NULL: none */
+	enum archive_compression compression;
 	enum archive_level level;
 	unsigned threads;                   /* compression workers; 0 = one per core */
 	/* Called from the engine's thread now and then (at most a few times a second). */
@@ -61,10 +69,11 @@ int archive_prewalk(const char *root, const struct ignore_rules *ignore,
  * added or grown after this walk are not covered. */
 int archive_tar_bound(const char *root, const struct ignore_rules *ignore, uint64_t *ret_bytes,
 		      uint64_t *ret_entries);
-/* The most archive_create's gzip output can be for tar_bytes of input, at any level:
+/* The most archive_create's output can be for tar_bytes of input, at any level. gzip:
  * deflate's worst case is capped by falling back to stored blocks (5 bytes per 64 KiB
- * and per compression block), plus the gzip header and trailer (gzip_parallel_bound). */
-uint64_t archive_compressed_bound(uint64_t tar_bytes);
+ * and per compression block), plus the gzip header and trailer (gzip_parallel_bound).
+ * zstd: raw blocks cap it the same way (zstd_stream_bound). */
+uint64_t archive_compressed_bound(enum archive_compression comp, uint64_t tar_bytes);
 
 /* 0 or a negative errno; on failure the sink has received a partial stream and the
  * caller aborts it. ret->report is filled either way; clear it with

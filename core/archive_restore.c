@@ -4,7 +4,10 @@
  *
  * gzip is decoded here with ISA-L, which checks each member's CRC-32: libarchive's own
  * gzip reader skips that check, so a damaged stored block would restore silently.
- * zstd goes through libarchive (libzstd checks the frame checksum when there is one).
+ * zstd is decoded here with libzstd's streaming decoder (which checks the frame
+ * checksum when there is one) rather than libarchive's zstd filter: both cost the same
+ * (measured on the bench's 256 MiB dataset: within noise, ~5 % less CPU here), but
+ * ours caps the window a stream may demand (ZD_WINDOW_LOG_MAX), which bounds memory.
  * libarchive then only parses the tar. Writing is ours, relative to a root directory
  * fd, because archive_write_disk resolves names against the process cwd and a daemon
  * must not chdir. Every parent directory is opened with openat2(RESOLVE_BENEATH |
@@ -78,11 +81,17 @@
 #include <unistd.h>
 
 #include <isa-l/igzip_lib.h>
+#include <zstd.h>
 
 #include "path_beneath.h"
 
 #define IN_BUF_SIZE (256u * 1024u)
 #define GZ_OUT_SIZE (256u * 1024u)
+#define ZD_OUT_SIZE (256u * 1024u)
+/* The largest zstd window a restore accepts: 8 MiB (what `zstd -19` uses; Amber's own
+ * archives use 2 MiB at most), so a stream cannot make the restore allocate the 128 MiB
+ * or more its header may ask for. Larger ones (--ultra, --long) are refused. */
+#define ZD_WINDOW_LOG_MAX 23
 /* Decompressors hand out 64 KiB blocks; gathering them cuts write calls 16-fold. */
 #define OUT_BUF_SIZE (1024u * 1024u)
 #define PROGRESS_INTERVAL_NS 250000000LL
@@ -109,6 +118,10 @@ struct restore {
 	struct inflate_state *gz; /* set when the stream is gzip */
 	unsigned char *gz_out;
 	bool gz_in_member;
+	ZSTD_DStream *zd; /* set when the stream is zstd */
+	ZSTD_inBuffer zd_in;
+	unsigned char *zd_out;
+	bool zd_in_frame;
 	char *name, *link; /* normalized entry name and hard link target */
 	size_t name_cap, link_cap;
 	/* The last parent directory looked up: runs of entries share one. */
@@ -337,13 +350,44 @@ static int64_t gunzip_read(struct restore *r, const void **buf)
 	}
 }
 
+/* zstd is decoded here too, with libzstd's streaming decoder (which checks each
+ * frame's checksum when it has one), so its window can be capped and its errors are
+ * ours. Frames follow one another; a stream that ends inside one is damaged. */
+static int64_t unzstd_read(struct restore *r, const void **buf)
+{
+	for (;;) {
+		if (r->zd_in.pos == r->zd_in.size && !r->src_eof) {
+			int64_t n = source_fill(r, r->in_buf, IN_BUF_SIZE);
+			if (n < 0)
+				return n;
+			r->src_eof = n == 0;
+			r->zd_in = (ZSTD_inBuffer){ r->in_buf, (size_t)n, 0 };
+		}
+		ZSTD_outBuffer out = { r->zd_out, ZD_OUT_SIZE, 0 };
+		size_t before = r->zd_in.pos;
+		size_t rc = ZSTD_decompressStream(r->zd, &out, &r->zd_in);
+		if (ZSTD_isError(rc))
+			return -EBADMSG;
+		/* Between frames with nothing read, the hint is for a next frame that may
+		 * never come: only bytes taken or given say where we are. */
+		if (r->zd_in.pos != before || out.pos)
+			r->zd_in_frame = rc != 0;
+		if (out.pos) {
+			*buf = r->zd_out;
+			return (int64_t)out.pos;
+		}
+		if (r->zd_in.pos == r->zd_in.size && r->src_eof)
+			return r->zd_in_frame ? -EBADMSG : 0;
+	}
+}
+
 static la_ssize_t source_read(struct archive *a, void *opaque, const void **buf)
 {
 	struct restore *r = opaque;
-	int64_t n = r->gz ? gunzip_read(r, buf) : raw_read(r, buf);
+	int64_t n = r->gz ? gunzip_read(r, buf) : r->zd ? unzstd_read(r, buf) : raw_read(r, buf);
 	if (n < 0) {
 		r->err = (int)n;
-		archive_set_error(a, (int)-n, "%s", n == -EBADMSG ? "damaged gzip data"
+		archive_set_error(a, (int)-n, "%s", n == -EBADMSG ? "damaged compressed data"
 					     : n == -ECANCELED ? "cancelled"
 							       : "source read failed");
 		return -1;
@@ -351,10 +395,35 @@ static la_ssize_t source_read(struct archive *a, void *opaque, const void **buf)
 	return (la_ssize_t)n;
 }
 
-/* Reads the first bytes, to tell gzip (ours to decode) from the rest (libarchive's). */
+static int zstd_drain(struct restore *r)
+{
+	const void *buf;
+	int64_t n;
+	while ((n = unzstd_read(r, &buf)) > 0)
+		;
+	if (n < 0 && !r->err)
+		r->err = (int)n;
+	return (int)n;
+}
+
+static int zstd_start(struct restore *r)
+{
+	r->zd = ZSTD_createDStream();
+	r->zd_out = malloc(ZD_OUT_SIZE);
+	if (!r->zd || !r->zd_out)
+		return -ENOMEM;
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(r->zd, ZSTD_d_windowLogMax, ZD_WINDOW_LOG_MAX)))
+		return -ENOTSUP;
+	r->zd_in = (ZSTD_inBuffer){ r->in_buf, r->in_len, 0 };
+	r->in_pos = r->in_len;
+	return 0;
+}
+
+/* Reads the first bytes, to tell gzip and zstd (ours to decode) from a plain tar
+ * (libarchive's). */
 static int sniff(struct restore *r)
 {
-	while (r->in_len < 2 && !r->src_eof) {
+	while (r->in_len < 4 && !r->src_eof) {
 		int64_t n = source_fill(r, r->in_buf + r->in_len, IN_BUF_SIZE - r->in_len);
 		if (n < 0)
 			return (int)n;
@@ -364,6 +433,9 @@ static int sniff(struct restore *r)
 	/* Not even an empty archive: a tar always has its end blocks. */
 	if (r->in_len == 0)
 		return -EBADMSG;
+	if (r->in_len >= 4 && r->in_buf[0] == 0x28 && r->in_buf[1] == 0xb5 &&
+	    r->in_buf[2] == 0x2f && r->in_buf[3] == 0xfd)
+		return zstd_start(r);
 	if (r->in_len < 2 || r->in_buf[0] != 0x1f || r->in_buf[1] != 0x8b)
 		return 0;
 	r->gz = malloc(sizeof(*r->gz));
@@ -900,7 +972,7 @@ static int run(struct restore *r)
 	 * Behind our gzip decoder there must be a tar, so no filter is offered there:
 	 * a tar whose first name happens to start like gzip is not decoded twice. */
 	if (archive_read_support_format_tar(r->a) < ARCHIVE_WARN ||
-	    (!r->gz && (archive_read_support_filter_gzip(r->a) < ARCHIVE_WARN ||
+	    (!r->gz && !r->zd && (archive_read_support_filter_gzip(r->a) < ARCHIVE_WARN ||
 			archive_read_support_filter_zstd(r->a) < ARCHIVE_WARN)))
 		return -ENOTSUP;
 	if (archive_read_open2(r->a, r, NULL, source_read, NULL, NULL) != ARCHIVE_OK)
@@ -917,6 +989,10 @@ static int run(struct restore *r)
 			 * recognized it; no bytes at all is not one. */
 			if (first && archive_format(r->a) == 0)
 				return -EBADMSG;
+			/* The tar ends before the frame does: its last bytes (the checksum)
+			 * must still be read for the frame to count as whole. */
+			if (r->zd && (err = zstd_drain(r)))
+				return err;
 			break;
 		}
 		first = false;
@@ -995,6 +1071,8 @@ int archive_restore(const struct archive_restore_opts *opts, const struct amber_
 	free(r.in_buf);
 	free(r.gz);
 	free(r.gz_out);
+	ZSTD_freeDStream(r.zd);
+	free(r.zd_out);
 	free(r.out_buf);
 	return err;
 }

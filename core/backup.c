@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compressor.h"
 #include "ignore.h"
 #include "instances.h"
 #include "url_source.h"
@@ -77,10 +78,12 @@ int backup_create(const struct backup_create_req *req, struct amber_ctx *ctx,
 		return r;
 
 	amber_object_info hint = { .struct_size = sizeof(hint), .size = AMBER_SIZE_UNKNOWN,
-				   .content_type = "application/gzip" };
+				   .content_type =
+					   compression_media_type(req->compression) };
 	struct archive_create_opts opts = {
 		.root = req->root,
 		.ignore = ignore,
+		.compression = req->compression,
 		.level = req->level,
 		.threads = req->threads,
 		.progress = req->progress,
@@ -165,7 +168,7 @@ int backup_compressed_bound(const struct backup_create_req *req, struct amber_ct
 	int r = walk_tree(req, ctx, archive_tar_bound, &tar, &entries);
 	if (r < 0)
 		return r;
-	*ret_bytes = archive_compressed_bound(tar);
+	*ret_bytes = archive_compressed_bound(req->compression, tar);
 	return 0;
 }
 
@@ -180,6 +183,7 @@ int backup_create_sink(const struct backup_create_req *req, const struct amber_s
 	struct archive_create_opts opts = {
 		.root = req->root,
 		.ignore = ignore,
+		.compression = req->compression,
 		.level = req->level,
 		.threads = req->threads,
 		.progress = req->progress,

@@ -16,7 +16,10 @@
 struct instance;
 
 /* "<uuid>.tar.gz", or "<server>/<uuid>.tar.gz" when server is not NULL. -EINVAL when
- * either is not a canonical UUID. */
+ * either is not a canonical UUID. zstd backups keep this key: the Wings protocol and
+ * a stock panel's presigned uploads fix it, and restore, delete and download find a
+ * backup by it without knowing how it was compressed. The content (and the media type
+ * given to the adapter, and the download's name) tell the format. */
 int backup_key(const char *server, const char *uuid, char *out, size_t cap);
 
 struct backup_create_req {
@@ -26,6 +29,7 @@ struct backup_create_req {
 	/* Ignore patterns as the request gave them (lines or commas). NULL or empty: the
 	 * root's .pteroignore, if there is one. */
 	const char *ignore;
+	enum archive_compression compression; /* the instance's, unless a command overrides */
 	enum archive_level level;
 	unsigned threads;
 	void (*progress)(void *opaque, const struct archive_progress *p);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "adapter_config.h"
+#include "compressor.h"
 #include "strutil.h"
 #include "toml.h"
 
@@ -115,6 +116,39 @@ static int top_string(struct config *c, const struct toml_value *v, const char *
 	return *dst ? 0 : -ENOMEM;
 }
 
+const char *const config_instance_host_keys[] = { "type", "compression", "level", NULL };
+
+/* compression or level: a string naming one of the choices. */
+static int instance_choice(struct config *c, const struct toml_value *table, const char *name,
+			   const char *key, int (*parse)(const char *, void *), void *dst,
+			   const char *choices, char **ret_err)
+{
+	const struct toml_value *v = toml_table_get(table, key);
+	if (!v)
+		return 0;
+	if (toml_type(v) != TOML_STRING) {
+		*ret_err = str_printf("%s:%d: adapters.%s.%s: must be a string (%s)", c->file,
+				   toml_line(v), name, key, choices);
+		return -EINVAL;
+	}
+	if (parse(toml_string(v, NULL), dst) < 0) {
+		*ret_err = str_printf("%s:%d: adapters.%s.%s: '%s' is not one of %s", c->file,
+				   toml_line(v), name, key, toml_string(v, NULL), choices);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_compression(const char *s, void *dst)
+{
+	return compression_parse(s, dst);
+}
+
+static int parse_level(const char *s, void *dst)
+{
+	return compression_level_parse(s, dst);
+}
+
 static int load_instances(struct config *c, const struct toml_value *t, char **ret_err)
 {
 	if (toml_type(t) != TOML_TABLE) {
@@ -152,6 +186,13 @@ static int load_instances(struct config *c, const struct toml_value *t, char **r
 		in->type = strdup(type ? toml_string(type, NULL) : name);
 		if (!in->name || !in->type)
 			return -ENOMEM;
+		int r = instance_choice(c, v, name, "compression", parse_compression,
+					&in->compression, "\"gzip\", \"zstd\"", ret_err);
+		if (r == 0)
+			r = instance_choice(c, v, name, "level", parse_level, &in->level,
+					    "\"none\", \"fast\", \"best\"", ret_err);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

@@ -1,17 +1,24 @@
 /* amber.toml: the operator's one configuration file. Top-level keys, [node], [panel]
  * and the adapter instances [adapters.<instance>] (type = "<adapter>", default: the
- * instance's name). Every error names the file, the line and the key. */
+ * instance's name; compression = "gzip" | "zstd" and level = "fast" | "none" | "best",
+ * the host's own keys). Every error names the file, the line and the key. */
 #ifndef AMBER_CONFIG_H
 #define AMBER_CONFIG_H
 
 #include <amber/adapter.h>
 #include <stddef.h>
 
+#include "archive_create.h"
+
 struct toml_value;
 
 struct config_instance {
 	char *name;                      /* [adapters.<name>] */
 	char *type;                      /* the adapter serving it */
+	/* Host-owned like type, never shown to the adapter: how backups created into this
+	 * instance are compressed ("gzip" or "zstd"; "none", "fast" or "best"). */
+	enum archive_compression compression;
+	enum archive_level level;
 	int line;
 	const struct toml_value *table;  /* borrowed from the document */
 };
@@ -36,6 +43,9 @@ int config_load_file(const char *path, struct config **ret, char **ret_err);
 int config_load_text(const char *text, size_t len, const char *name, struct config **ret,
 		     char **ret_err);
 void config_free(struct config *c);
+
+/* The keys of [adapters.<instance>] that belong to the host, not to the adapter. */
+extern const char *const config_instance_host_keys[];
 
 const struct config_instance *config_find_instance(const struct config *c, const char *name);
 

@@ -53,8 +53,6 @@ static char *unknown_adapter_message(const struct config *cfg, const struct conf
 	return buf;
 }
 
-static const char *const host_keys[] = { "type", NULL };
-
 static int instance_open(const struct config *cfg, const struct config_instance *ci,
 			 const struct adapter_registry *reg, struct instance **ret, char **ret_err)
 {
@@ -71,10 +69,12 @@ static int instance_open(const struct config *cfg, const struct config_instance 
 	pthread_mutex_init(&in->serial, NULL);
 	in->adapter = a;
 	in->ops = &a->desc;
+	in->compression = ci->compression;
+	in->level = ci->level;
 	char section[128];
 	snprintf(section, sizeof(section), "adapters.%s", ci->name);
 	int r = adapter_config_new(section, ci->name, a->desc.config, ci->table, cfg->file,
-				   host_keys, &in->config, ret_err);
+				   config_instance_host_keys, &in->config, ret_err);
 	struct amber_ctx ctx;
 	host_ctx_init(&ctx, a->desc.name, ci->name, "configure", NULL);
 	if (r == 0 && in->ops->config_check) {

@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#include "archive_create.h"
+
 struct adapter_registry;
 struct config;
 struct loaded_adapter;
@@ -19,6 +21,9 @@ struct instance {
 	const amber_adapter *ops; /* &adapter->desc */
 	amber_config *config;
 	amber_instance *handle;
+	/* How backups created here are compressed (the [adapters.<name>] host keys). */
+	enum archive_compression compression;
+	enum archive_level level;
 	pthread_mutex_t serial;
 };
 

@@ -394,7 +394,10 @@ int node_run_backup(struct job *job, void *arg)
 		.key = nj->key,
 		.root = nj->root,
 		.ignore = nj->ignore,
-		.level = ARCHIVE_LEVEL_FAST,
+		/* Panel-presigned uploads (no instance) stay gzip: a stock panel names and
+		 * serves them as .tar.gz. */
+		.compression = nj->in ? nj->in->compression : ARCHIVE_COMPRESSION_GZIP,
+		.level = nj->in ? nj->in->level : ARCHIVE_LEVEL_FAST,
 		.progress = create_progress,
 		.progress_opaque = job,
 		.max_bytes = nj->max_size,

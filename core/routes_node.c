@@ -29,6 +29,7 @@
 #include "node_service_int.h"
 
 #include "backup.h"
+#include "compressor.h"
 #include "adapter_config.h"
 #include "http.h"
 #include "instances.h"
@@ -637,11 +638,22 @@ static int h_download(struct http_request *req, void *ud)
 		http_respond_error(req, 404, MSG_NO_BACKUP);
 		goto out;
 	}
-	char name[NODE_UUID_LEN + 8];
-	snprintf(name, sizeof(name), "%s.tar.gz", backup);
+	/* The stored name is .tar.gz whatever the compression (see backup_key); the
+	 * user's copy is named after what it holds, so a zstd backup is not opened with
+	 * gunzip. gzip keeps Wings' octet-stream. */
+	unsigned char magic[4];
+	ssize_t nm = pread(fd, magic, sizeof(magic), 0);
+	enum stored_format fmt = stored_format_sniff(magic, nm > 0 ? (size_t)nm : 0);
+	const char *ext = fmt == STORED_ZSTD ? "tar.zst"
+			  : fmt == STORED_TAR ? "tar" : "tar.gz";
+	const char *type = fmt == STORED_ZSTD ? "application/zstd"
+			   : fmt == STORED_TAR ? "application/x-tar"
+						      : "application/octet-stream";
+	char name[NODE_UUID_LEN + 16];
+	snprintf(name, sizeof(name), "%s.%s", backup, ext);
 	log_msg(LOG_LEVEL_INFO, "request %s: download of backup %s of server %s (%lld bytes)",
 		http_request_id(req), backup, server, (long long)st.st_size);
-	http_respond_file(req, fd, st.st_size, "application/octet-stream", name);
+	http_respond_file(req, fd, st.st_size, type, name);
 out:
 	json_decref(claims);
 	return 0;

@@ -16,6 +16,7 @@
 #include "adapter_config.h"
 #include "admin.h"
 #include "cli_store.h"
+#include "compressor.h"
 #include "adapter_loader.h"
 #include "backup.h"
 #include "config.h"
@@ -252,8 +253,8 @@ static void usage_backup(FILE *f)
 {
 	fputs("usage:\n"
 	      "  amber backup create  [--adapter NAME] [--uuid UUID] [--server UUID]\n"
-	      "                       [--ignore PATTERNS] [--level fast|none|best]\n"
-	      "                       [--threads N] [--json] DIR\n"
+	      "                       [--ignore PATTERNS] [--compression gzip|zstd]\n"
+	      "                       [--level fast|none|best] [--threads N] [--json] DIR\n"
 	      "  amber backup restore [--adapter NAME] --uuid UUID [--server UUID]\n"
 	      "                       [--truncate] [--uid N] [--gid N] [--json] DIR\n"
 	      "  amber backup delete  [--adapter NAME] --uuid UUID [--server UUID] [--json]\n"
@@ -263,6 +264,9 @@ static void usage_backup(FILE *f)
 
 struct backup_args {
 	const char *adapter, *uuid, *server, *ignore, *dir;
+	/* Unset: the instance's own (its compression and level keys). */
+	bool compression_set, level_set;
+	enum archive_compression compression;
 	enum archive_level level;
 	unsigned threads;
 	bool truncate;
@@ -278,6 +282,7 @@ static int parse_backup_args(int argc, char **argv, struct global_opts *g,
 		{ "level", required_argument, 0, 'l' },   { "threads", required_argument, 0, 't' },
 		{ "truncate", no_argument, 0, 'T' },      { "uid", required_argument, 0, 'U' },
 		{ "gid", required_argument, 0, 'G' },     { "json", no_argument, 0, 'j' },
+		{ "compression", required_argument, 0, 'c' },
 		{ "help", no_argument, 0, 'h' },          { 0 },
 	};
 	memset(a, 0, sizeof(*a));
@@ -294,17 +299,20 @@ static int parse_backup_args(int argc, char **argv, struct global_opts *g,
 		case 'T': a->truncate = true; break;
 		case 'j': g->json = true; break;
 		case 'l':
-			if (strcmp(optarg, "fast") == 0)
-				a->level = ARCHIVE_LEVEL_FAST;
-			else if (strcmp(optarg, "none") == 0)
-				a->level = ARCHIVE_LEVEL_NONE;
-			else if (strcmp(optarg, "best") == 0)
-				a->level = ARCHIVE_LEVEL_BEST;
-			else {
+			if (compression_level_parse(optarg, &a->level) < 0) {
 				fprintf(stderr, "amber: --level: '%s' is not fast, none or best\n",
 					optarg);
 				return EXIT_USAGE;
 			}
+			a->level_set = true;
+			break;
+		case 'c':
+			if (compression_parse(optarg, &a->compression) < 0) {
+				fprintf(stderr, "amber: --compression: '%s' is not gzip or zstd\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			a->compression_set = true;
 			break;
 		case 't':
 			a->threads = (unsigned)strtoul(optarg, &end, 10);
@@ -398,7 +406,9 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 
 	struct progress_line pl = { .on = isatty(2) && !g->json, .start = now_s() };
 	struct backup_create_req req = {
-		.instance = in, .key = key, .root = a.dir, .ignore = a.ignore, .level = a.level,
+		.instance = in, .key = key, .root = a.dir, .ignore = a.ignore,
+		.compression = a.compression_set ? a.compression : in->compression,
+		.level = a.level_set ? a.level : in->level,
 		.threads = a.threads, .progress = pl.on ? create_progress : NULL,
 		.progress_opaque = &pl,
 	};
@@ -423,6 +433,9 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 				"symlinks", (json_int_t)res.symlinks, "skipped",
 				(json_int_t)res.skipped, "bytes_in", (json_int_t)res.bytes_in,
 				"seconds", now_s() - t0);
+			json_object_set_new(o, "compression",
+					    json_string(compression_name(req.compression)));
+			json_object_set_new(o, "level", json_string(compression_level_name(req.level)));
 			json_object_set_new(o, "warnings", report_json(&res.report));
 			cli_print_json(o);
 		} else {
@@ -430,7 +443,9 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 			human(res.bytes_in, in_h, sizeof(in_h));
 			human(res.bytes_out, out_h, sizeof(out_h));
 			print_report(&res.report, "warning");
-			printf("backup %s stored as %s:%s\n", uuid, in->name, key);
+			printf("backup %s stored as %s:%s (%s, level %s)\n", uuid, in->name, key,
+			       compression_name(req.compression),
+			       compression_level_name(req.level));
 			printf("  %" PRIu64 " files, %" PRIu64 " directories, %" PRIu64
 			       " symlinks, %s read, %s stored in %.2f s\n",
 			       res.files, res.dirs, res.symlinks, in_h, out_h, now_s() - t0);
@@ -604,6 +619,18 @@ static json_t *caps_json(uint64_t caps)
 	return a;
 }
 
+/* The keys every [adapters.<name>] takes besides the adapter's own. */
+static json_t *host_keys_json(void)
+{
+	return json_pack("[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}]",
+			 "name", "type", "type", "string", "default", "(instance name)", "help",
+			 "the adapter serving this instance",
+			 "name", "compression", "type", "string", "default", "gzip", "help",
+			 "\"gzip\" (.tar.gz) or \"zstd\" (.tar.zst) for new backups",
+			 "name", "level", "type", "string", "default", "fast", "help",
+			 "\"fast\", \"none\" (stored, same format) or \"best\"");
+}
+
 static int cmd_adapters_list(int argc, char **argv, struct global_opts *g)
 {
 	for (int i = 1; i < argc; i++) {
@@ -651,7 +678,8 @@ static int cmd_adapters_list(int argc, char **argv, struct global_opts *g)
 							 "reason",
 							 s.reg->refused[i].reason ? s.reg->refused[i].reason : ""));
 	if (g->json) {
-		json_t *o = json_pack("{s:o, s:o}", "adapters", all, "refused", refused);
+		json_t *o = json_pack("{s:o, s:o, s:o}", "adapters", all, "refused", refused,
+				      "host_keys", host_keys_json());
 		cli_print_json(o);
 	} else {
 		printf("adapter directory: %s (host ABI %d.%d)\n", adapter_dir_of(g, s.cfg),
@@ -681,6 +709,15 @@ static int cmd_adapters_list(int argc, char **argv, struct global_opts *g)
 				       json_string_value(json_object_get(f, "help")));
 			}
 		}
+		printf("\nevery instance also takes (the host's, never the adapter's):\n");
+		json_t *hk = host_keys_json();
+		json_array_foreach(hk, k, f)
+			printf("    %-22s %-9s default=%s  %s\n",
+			       json_string_value(json_object_get(f, "name")),
+			       json_string_value(json_object_get(f, "type")),
+			       json_string_value(json_object_get(f, "default")),
+			       json_string_value(json_object_get(f, "help")));
+		json_decref(hk);
 		json_array_foreach(refused, i, a)
 			printf("\nrefused: %s\n", json_string_value(json_object_get(a, "reason")));
 		json_decref(all);
@@ -706,9 +743,15 @@ static int cmd_config_check(int argc, char **argv, struct global_opts *g)
 		if (g->json) {
 			json_t *names = json_array();
 			for (size_t i = 0; i < s.instances->n; i++)
-				json_array_append_new(names, json_pack("{s:s, s:s}", "name",
-								       s.instances->v[i]->name, "type",
-								       s.instances->v[i]->ops->name));
+				json_array_append_new(
+					names,
+					json_pack("{s:s, s:s, s:s, s:s}", "name",
+						  s.instances->v[i]->name, "type",
+						  s.instances->v[i]->ops->name, "compression",
+						  compression_name(
+							  s.instances->v[i]->compression),
+						  "level",
+						  compression_level_name(s.instances->v[i]->level)));
 			json_t *o = json_pack("{s:b, s:s, s:o}", "ok", 1, "file", s.cfg->file,
 					      "instances", names);
 			cli_print_json(o);
@@ -718,6 +761,9 @@ static int cmd_config_check(int argc, char **argv, struct global_opts *g)
 				struct instance *in = s.instances->v[i];
 				printf("\n[adapters.%s]  # adapter %s %s\n", in->name, in->ops->name,
 				       in->ops->version);
+				printf("compression = \"%s\"  # host\nlevel = \"%s\"  # host\n",
+				       compression_name(in->compression),
+				       compression_level_name(in->level));
 				adapter_config_print(in->config, stdout);
 			}
 		}

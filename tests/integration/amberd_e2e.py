@@ -64,6 +64,10 @@ panel_url = "{base}"
 database = "sqlite:{db}"
 [adapters.wings]
 path = "{store_dir}"
+[adapters.zwings]
+type = "wings"
+path = "{store_dir}-zstd"
+compression = "zstd"
 """)
 
 proc = None
@@ -92,12 +96,13 @@ def node_auth():
     return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
 
-def record_backup(b):
+def record_backup(b, adapter="wings"):
     """What the client API will do (issue 4): a running backup row in the store."""
     con = sqlite3.connect(db, timeout=10)
     with con:
         con.execute("INSERT INTO backups (uuid, server_uuid, name, adapter, created_at) "
-                    "VALUES (?, ?, ?, 'wings', ?)", (b, server, f"e2e {b[:8]}", int(time.time())))
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (b, server, f"e2e {b[:8]}", adapter, int(time.time())))
     con.close()
 
 
@@ -137,12 +142,14 @@ def sha1(path):
     return h.hexdigest()
 
 
-def download_token(b, unique=None, exp=None, key=None):
+def download_token(b, unique=None, exp=None, key=None, adapter=None):
     now = int(time.time())
     claims = {"iss": base, "aud": [base], "jti": secrets.token_hex(16), "iat": now,
               "nbf": now - 300, "exp": exp if exp is not None else now + 900,
               "server_uuid": server, "backup_uuid": b,
               "unique_id": unique or secrets.token_hex(8), "user_id": 1}
+    if adapter:
+        claims["adapter"] = adapter
     return jwt.encode(claims, key or token, algorithm="HS256", headers={"jti": claims["jti"]})
 
 
@@ -243,6 +250,52 @@ try:
     check(not os.path.exists(f"{data_dir}/{server}/stray.txt")
           and os.path.exists(f"{data_dir}/{server}/server.properties"),
           "truncate removed the stray file and the backup is back")
+
+    # zstd: an instance with compression = "zstd" makes amberd's creates .tar.zst (under
+    # the same key), downloads say so, and restore reads it back whole.
+    snap = f"{work}/snapshot"
+    subprocess.run(["cp", "-a", f"{data_dir}/{server}", snap], check=True)
+    bz = str(uuid.uuid4())
+    record_backup(bz, "zwings")
+    r = requests.post(f"{base}/api/servers/{server}/backup",
+                      json={"adapter": "zwings", "uuid": bz}, headers=node_auth())
+    job = wait_job(f"/api/servers/{server}/backup/{bz}")
+    row = wait_row(bz)
+    zarchive = f"{store_dir}-zstd/{bz}.tar.gz"
+    with open(zarchive, "rb") if os.path.exists(zarchive) else open(os.devnull, "rb") as f:
+        magic = f.read(4)
+    check(r.status_code == 202 and job is not None and job.get("successful") is True
+          and magic == b"\x28\xb5\x2f\xfd" and row["state"] == "completed"
+          and row["checksum"].split(":")[-1] == sha1(zarchive)
+          and row["bytes"] == os.path.getsize(zarchive),
+          "zstd instance: amberd stores a zstd archive, reported with its sha1 and size",
+          f"{r.status_code} {job} {magic!r} {dict(row) if row else None}")
+    t = subprocess.run(["zstd", "-q", "-t", zarchive], capture_output=True, text=True)
+    g = subprocess.run(["tar", "-I", "zstd", "-tf", zarchive], capture_output=True, text=True)
+    check(t.returncode == 0 and g.returncode == 0 and "server.properties" in g.stdout,
+          "zstd -t and tar -I zstd accept amberd's zstd archive", t.stderr + g.stderr)
+    r = requests.get(f"{base}/download/backup",
+                     params={"token": download_token(bz, adapter="zwings")})
+    check(r.status_code == 200 and hashlib.sha1(r.content).hexdigest() == sha1(zarchive)
+          and r.headers.get("Content-Type") == "application/zstd"
+          and f"{bz}.tar.zst" in r.headers.get("Content-Disposition", ""),
+          "a zstd download is named .tar.zst, application/zstd",
+          f"{r.status_code} {dict(r.headers)}")
+    with open(f"{data_dir}/{server}/stray.txt", "w") as f:
+        f.write("not in the backup")
+    with open(f"{data_dir}/{server}/server.properties", "a") as f:
+        f.write("changed=after the backup\n")
+    r = requests.post(f"{base}/api/servers/{server}/backup/{bz}/restore",
+                      json={"adapter": "zwings", "truncate_directory": True, "download_url": ""},
+                      headers=node_auth())
+    job = wait_job(f"/api/servers/{server}/backup/{bz}")
+    cmp = subprocess.run([sys.executable, f"{SRC}/tests/tools/compare_trees.py", snap,
+                          f"{data_dir}/{server}"], capture_output=True, text=True)
+    check(r.status_code == 202 and job is not None and job.get("kind") == "restore"
+          and job.get("successful") is True and cmp.returncode == 0,
+          "restore of the zstd backup through amberd gives back the tree exactly",
+          f"{r.status_code} {job} {cmp.stdout[-1500:]}")
+    subprocess.run(["rm", "-rf", snap])
 
     # Concurrency: a second job for the same server is 409, and a burst of requests
     # from other clients is answered while backups run.

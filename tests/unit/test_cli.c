@@ -205,6 +205,89 @@ START_TEST(cli_exit_codes_distinguish_usage_notfound_failure)
 }
 END_TEST
 
+/* An instance with compression = "zstd": every create into it is a .tar.zst (kept under
+ * the .tar.gz key), --compression and --level override the instance, and restore reads
+ * whatever the bytes say. */
+START_TEST(cli_zstd_instance_and_overrides)
+{
+	struct env e = env_new();
+	char toml[1024];
+	snprintf(toml, sizeof(toml), "[adapters.wings]\npath = \"%s\"\ncompression = \"zstd\"\n"
+				     "[adapters.other]\ntype = \"wings\"\npath = \"%s/other\"\n"
+				     "level = \"none\"\n", e.store, e.dir);
+	tu_write_file(e.config, toml, strlen(toml), 0644);
+	char *out = NULL;
+	ck_assert_int_eq(amber(&e, &out, "config check"), 0);
+	ck_assert_msg(strstr(out, "compression = \"zstd\"") && strstr(out, "level = \"none\""),
+		      "%s", out);
+	free(out);
+	ck_assert_int_eq(amber(&e, &out, "adapters list"), 0);
+	ck_assert_msg(strstr(out, "compression") && strstr(out, "level"), "%s", out);
+	free(out);
+
+	ck_assert_int_eq(amber(&e, &out, "backup create --adapter wings --uuid " UUID1
+					 " --json '%s'", e.server), 0);
+	json_t *j = parse(out);
+	free(out);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "compression")), "zstd");
+	ck_assert_str_eq(json_string_value(json_object_get(j, "level")), "fast");
+	char archive[512];
+	snprintf(archive, sizeof(archive), "%s/" UUID1 ".tar.gz", e.store);
+	char *sha256 = tu_sh_out(NULL, "sha256sum '%s' | cut -c1-64", archive);
+	sha256[64] = 0;
+	ck_assert_str_eq(json_string_value(json_object_get(j, "sha256")), sha256);
+	free(sha256);
+	json_decref(j);
+	/* The real readers: zstd itself (one frame), GNU tar, bsdtar. */
+	ck_assert_int_eq(tu_sh("zstd -q -t '%s'", archive), 0);
+	ck_assert_int_eq(tu_sh("zstd -lv '%s' 2>/dev/null | grep -q 'Zstandard Frames: 1'",
+			       archive), 0);
+	ck_assert_int_eq(tu_sh("mkdir '%s/gnu' && tar --zstd -xf '%s' -C '%s/gnu' && "
+			       "python3 '%s/tests/tools/compare_trees.py' '%s' '%s/gnu'",
+			       e.dir, archive, e.dir, tu_env("AMBER_SOURCE_DIR", "."), e.server,
+			       e.dir), 0);
+	ck_assert_int_eq(tu_sh("mkdir '%s/bsd' && bsdtar -xf '%s' -C '%s/bsd' && "
+			       "python3 '%s/tests/tools/compare_trees.py' '%s' '%s/bsd'",
+			       e.dir, archive, e.dir, tu_env("AMBER_SOURCE_DIR", "."), e.server,
+			       e.dir), 0);
+	ck_assert_int_eq(amber(&e, NULL, "backup restore --adapter wings --uuid " UUID1
+					 " '%s/restored'", e.dir), 0);
+	ck_assert_int_eq(tu_sh("python3 '%s/tests/tools/compare_trees.py' '%s' '%s/restored'",
+			       tu_env("AMBER_SOURCE_DIR", "."), e.server, e.dir), 0);
+	/* --compression overrides the instance both ways, --level too. */
+	ck_assert_int_eq(amber(&e, NULL, "backup create --adapter wings --compression gzip "
+					 "--uuid " UUID2 " --json '%s'", e.server), 0);
+	snprintf(archive, sizeof(archive), "%s/" UUID2 ".tar.gz", e.store);
+	ck_assert_int_eq(tu_sh("gzip -t '%s'", archive), 0);
+	/* "other" says level none: with zstd, raw blocks, still a .tar.zst */
+	ck_assert_int_eq(amber(&e, &out, "backup create --adapter other --compression zstd "
+					 "--uuid " UUID2 " --json '%s'", e.server), 0);
+	j = parse(out);
+	free(out);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "level")), "none");
+	ck_assert_int_ge(json_integer_value(json_object_get(j, "bytes")),
+			 json_integer_value(json_object_get(j, "bytes_in")));
+	json_decref(j);
+	snprintf(archive, sizeof(archive), "%s/other/" UUID2 ".tar.gz", e.dir);
+	ck_assert_int_eq(tu_sh("zstd -q -t '%s'", archive), 0);
+	ck_assert_int_eq(amber(&e, &out, "backup create --adapter other --compression zstd "
+					 "--level best --uuid " UUID1 " --json '%s'", e.server), 0);
+	j = parse(out);
+	free(out);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "level")), "best");
+	json_decref(j);
+	ck_assert_int_eq(amber(&e, NULL, "backup restore --adapter other --uuid " UUID2
+					 " '%s/restored2'", e.dir), 0);
+	ck_assert_int_eq(tu_sh("python3 '%s/tests/tools/compare_trees.py' '%s' '%s/restored2'",
+			       tu_env("AMBER_SOURCE_DIR", "."), e.server, e.dir), 0);
+
+	ck_assert_int_eq(amber(&e, NULL, "backup create --compression lz4 '%s' 2>/dev/null",
+			       e.server), 2);
+	ck_assert_int_eq(amber(&e, NULL, "backup create --level 9 '%s' 2>/dev/null", e.server), 2);
+	env_free(&e);
+}
+END_TEST
+
 START_TEST(cli_config_errors_name_file_line_key)
 {
 	struct env e = env_new();
@@ -228,6 +311,28 @@ START_TEST(cli_config_errors_name_file_line_key)
 			      strstr(out, "wings"),
 		      "%s", out);
 	free(out);
+
+	/* The host's compression and level: checked by the host with the same kind of
+	 * message, never passed to the adapter's schema. */
+	static const char *const bad[][2] = {
+		{ "compression = \"lz4\"", ":3: adapters.wings.compression: 'lz4' is not one of "
+					     "\"gzip\", \"zstd\"" },
+		{ "compression = 1", ":3: adapters.wings.compression: must be a string" },
+		{ "level = \"max\"", ":3: adapters.wings.level: 'max' is not one of \"none\", "
+				       "\"fast\", \"best\"" },
+		{ "level = 9", ":3: adapters.wings.level: must be a string" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(toml, sizeof(toml), "[adapters.wings]\npath = \"%s\"\n%s\n", e.store,
+			 bad[i][0]);
+		tu_write_file(e.config, toml, strlen(toml), 0644);
+		out = tu_sh_out(&st, "'%s' --config '%s' --adapter-dir '%s' config check 2>&1",
+				tu_env("AMBER_BIN", "amber"), e.config,
+				tu_env("AMBER_ADAPTER_DIR", "."));
+		ck_assert_int_eq(st, 2);
+		ck_assert_msg(strstr(out, bad[i][1]), "%s", out);
+		free(out);
+	}
 	env_free(&e);
 }
 END_TEST
@@ -344,6 +449,7 @@ int main(void)
 	tcase_add_test(tc, cli_applies_ignore_patterns_and_pteroignore);
 	tcase_add_test(tc, cli_exit_codes_distinguish_usage_notfound_failure);
 	tcase_add_test(tc, cli_config_errors_name_file_line_key);
+	tcase_add_test(tc, cli_zstd_instance_and_overrides);
 	tcase_add_test(tc, cli_adapters_list_shows_schema_and_capabilities);
 	tcase_add_test(tc, cli_toml_decode_prints_tagged_json);
 	tcase_add_test(tc, cli_full_store_disk_fails_cleanly);

@@ -237,6 +237,38 @@ START_TEST(restore_from_url_with_a_drop)
 }
 END_TEST
 
+/* A zstd backup (what an instance with compression = "zstd" stores) comes through the
+ * same engine: served as application/zstd, resumed after a drop, restored whole. */
+START_TEST(restore_zstd_from_url_with_a_drop)
+{
+	char *dir = tu_mkdtemp("url");
+	static const char *const rules[] = { "get:1:drop:300000", NULL };
+	struct fake_store st;
+	fake_store_start(&st, dir, "application/zstd", rules);
+	make_object(dir, &st);
+	ck_assert_int_eq(tu_sh("tar -I 'zstd -1 -T2' -cf '%s/object' -C '%s/src' .", st.dir, dir),
+			 0);
+	char *target = NULL;
+	ck_assert_int_ge(asprintf(&target, "%s/target", dir), 0);
+	char *url = object_url(&st, "/object");
+	struct amber_ctx ctx;
+	host_ctx_init(&ctx, "s3", "(download_url)", "restore", "t");
+	ctx.retry = FAST_RETRY;
+	struct archive_restore_opts opts = restore_opts(target);
+	struct archive_restore_result res;
+	unsigned resumes = 0;
+	int r = backup_restore_url(url, &opts, &ctx, &res, &resumes);
+	ck_assert_msg(r == 0, "%d %s", r, ctx.message);
+	ck_assert_uint_eq(resumes, 1);
+	ck_assert_uint_eq(res.files, 2);
+	archive_restore_result_clear(&res);
+	ck_assert_int_eq(tu_sh("diff -r '%s/src' '%s' >&2", dir, target), 0);
+	free(url);
+	free(target);
+	stop_store(&st, dir);
+}
+END_TEST
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -247,6 +279,7 @@ int main(void)
 	tcase_add_test(tc, a_200_to_a_range_skips_what_was_read);
 	tcase_add_test(tc, refused_answers_fail_at_open);
 	tcase_add_test(tc, restore_from_url_with_a_drop);
+	tcase_add_test(tc, restore_zstd_from_url_with_a_drop);
 	suite_add_tcase(s, tc);
 	int rc = tu_run_suite(s);
 	curl_global_cleanup();
