@@ -38,6 +38,8 @@ struct archive_create_opts {
 	enum archive_compression compression;
 	enum archive_level level;
 	unsigned threads;                   /* compression workers; 0 = one per core */
+	/* File bytes read per second, checked per block; 0: no limit. */
+	uint64_t io_bytes_per_s;
 	/* Called from the engine's thread now and then (at most a few times a second). */
 	void (*progress)(void *opaque, const struct archive_progress *p);
 	void *progress_opaque;

@@ -72,7 +72,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +86,7 @@
 #include <zstd.h>
 
 #include "path_beneath.h"
+#include "ratelimit.h"
 
 #define IN_BUF_SIZE (256u * 1024u)
 #define GZ_OUT_SIZE (256u * 1024u)
@@ -95,6 +98,25 @@
 /* Decompressors hand out 64 KiB blocks; gathering them cuts write calls 16-fold. */
 #define OUT_BUF_SIZE (1024u * 1024u)
 #define PROGRESS_INTERVAL_NS 250000000LL
+/* gzip is inflated on a thread of its own, this many GZ_OUT_SIZE buffers ahead of the
+ * tar parser and the file writes. */
+#define GZ_SLOTS 8
+
+/* The decompression thread's hand-off: a ring of output buffers. The one libarchive is
+ * parsing stays counted (held) until its next read, as libarchive requires. */
+struct gz_pipe {
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* either side: a slot filled or freed, an end, or stop */
+	unsigned char *buf[GZ_SLOTS];
+	size_t len[GZ_SLOTS];
+	unsigned head, count; /* filled slots, oldest first, the held one included */
+	bool held;
+	bool end;             /* no more slots will be filled: err says why */
+	int err;              /* 0: the stream ended cleanly */
+	bool stop;
+};
 
 struct dir_fixup {
 	char *path;
@@ -111,12 +133,15 @@ struct restore {
 	struct archive *a;
 	struct beneath b;
 	int err; /* the source's error, -ECANCELED or bad gzip, caught in the read callback */
-	uint64_t bytes_in;
+	_Atomic uint64_t bytes_in; /* counted by the decompression thread when there is one */
+	struct gz_pipe *pipe;      /* gzip: the decompression thread */
+	unsigned char *gz_out;     /* gzip inflated on this thread (opts->threads == 1) */
+	pthread_mutex_t cancel_lock; /* opts->cancelled is asked from both threads */
+	struct ratelimit *rl;        /* NULL: file writes are not limited */
 	unsigned char *in_buf, *out_buf;
 	size_t in_len, in_pos; /* what the sniff read and raw_read has yet to hand out */
 	bool src_eof;
 	struct inflate_state *gz; /* set when the stream is gzip */
-	unsigned char *gz_out;
 	bool gz_in_member;
 	ZSTD_DStream *zd; /* set when the stream is zstd */
 	ZSTD_inBuffer zd_in;
@@ -154,7 +179,7 @@ static void progress(struct restore *r, bool force)
 		return;
 	r->last_progress = now;
 	struct archive_restore_progress p = {
-		.bytes_in = r->bytes_in,
+		.bytes_in = atomic_load(&r->bytes_in),
 		.bytes_written = r->res->bytes_written,
 		.files = r->res->files + r->res->dirs + r->res->symlinks,
 	};
@@ -163,9 +188,12 @@ static void progress(struct restore *r, bool force)
 
 static int check_cancel(struct restore *r)
 {
-	if (r->opts->cancelled && r->opts->cancelled(r->opts->cancelled_opaque))
-		return -ECANCELED;
-	return 0;
+	if (!r->opts->cancelled)
+		return 0;
+	pthread_mutex_lock(&r->cancel_lock);
+	int c = r->opts->cancelled(r->opts->cancelled_opaque);
+	pthread_mutex_unlock(&r->cancel_lock);
+	return c ? -ECANCELED : 0;
 }
 
 static bool is_fatal(int err)
@@ -279,8 +307,10 @@ static int64_t source_fill(struct restore *r, unsigned char *dst, size_t cap)
 		return n >= -4095 ? n : -EIO;
 	if ((uint64_t)n > cap)
 		return -EIO;
-	r->bytes_in += (uint64_t)n;
-	progress(r, false);
+	atomic_fetch_add(&r->bytes_in, (uint64_t)n);
+	/* On the decompression thread, progress is the parser's to report. */
+	if (!r->pipe)
+		progress(r, false);
 	return n;
 }
 
@@ -308,7 +338,7 @@ static int64_t raw_read(struct restore *r, const void **buf)
  * checks the CRC-32 in a member's trailer: a flipped bit in a stored block would be
  * restored without a word. Members follow one another; anything after the last one
  * that is not another member (block padding) is ignored, as gzip(1) does. */
-static int64_t gunzip_read(struct restore *r, const void **buf)
+static int64_t gunzip_fill(struct restore *r, unsigned char *out)
 {
 	struct inflate_state *st = r->gz;
 	for (;;) {
@@ -331,7 +361,7 @@ static int64_t gunzip_read(struct restore *r, const void **buf)
 			st->crc_flag = ISAL_GZIP;
 			r->gz_in_member = true;
 		}
-		st->next_out = r->gz_out;
+		st->next_out = out;
 		st->avail_out = GZ_OUT_SIZE;
 		/* Anything but plain progress (a dictionary request, say) is not a gzip we
 		 * wrote: the reader would otherwise spin on it. */
@@ -341,10 +371,8 @@ static int64_t gunzip_read(struct restore *r, const void **buf)
 		if (st->block_state == ISAL_BLOCK_FINISH)
 			r->gz_in_member = false;
 		uint32_t produced = GZ_OUT_SIZE - st->avail_out;
-		if (produced) {
-			*buf = r->gz_out;
+		if (produced)
 			return produced;
-		}
 		if (r->gz_in_member && st->avail_in == 0 && r->src_eof)
 			return -EBADMSG; /* cut off inside a member */
 	}
@@ -379,6 +407,100 @@ static int64_t unzstd_read(struct restore *r, const void **buf)
 		if (r->zd_in.pos == r->zd_in.size && r->src_eof)
 			return r->zd_in_frame ? -EBADMSG : 0;
 	}
+}
+
+static void *gz_main(void *arg)
+{
+	struct restore *r = arg;
+	struct gz_pipe *p = r->pipe;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->stop && p->count == GZ_SLOTS)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop)
+			break;
+		unsigned slot = (p->head + p->count) % GZ_SLOTS;
+		pthread_mutex_unlock(&p->lock);
+		int64_t n = gunzip_fill(r, p->buf[slot]);
+		pthread_mutex_lock(&p->lock);
+		if (n <= 0) {
+			p->end = true;
+			p->err = (int)n;
+			pthread_cond_broadcast(&p->cond);
+			break;
+		}
+		p->len[slot] = (size_t)n;
+		p->count++;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* The next inflated buffer from the decompression thread: its length, 0 at the end of
+ * the stream, or the thread's error. */
+static int64_t gunzip_read(struct restore *r, const void **buf)
+{
+	struct gz_pipe *p = r->pipe;
+	if (!p) {
+		*buf = r->gz_out;
+		return gunzip_fill(r, r->gz_out);
+	}
+	pthread_mutex_lock(&p->lock);
+	if (p->held) {
+		p->held = false;
+		p->head = (p->head + 1) % GZ_SLOTS;
+		p->count--;
+		pthread_cond_broadcast(&p->cond);
+	}
+	while (!p->count && !p->end)
+		pthread_cond_wait(&p->cond, &p->lock);
+	int64_t n;
+	if (p->count) {
+		p->held = true;
+		*buf = p->buf[p->head];
+		n = (int64_t)p->len[p->head];
+	} else {
+		n = p->err;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+static int gz_pipe_start(struct restore *r)
+{
+	struct gz_pipe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	r->pipe = p;
+	for (unsigned i = 0; i < GZ_SLOTS; i++)
+		if (!(p->buf[i] = malloc(GZ_OUT_SIZE)))
+			return -ENOMEM;
+	int e = pthread_create(&p->thread, NULL, gz_main, r);
+	p->started = e == 0;
+	return -e;
+}
+
+static void gz_pipe_free(struct restore *r)
+{
+	struct gz_pipe *p = r->pipe;
+	if (!p)
+		return;
+	if (p->started) {
+		pthread_mutex_lock(&p->lock);
+		p->stop = true;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->thread, NULL);
+	}
+	for (unsigned i = 0; i < GZ_SLOTS; i++)
+		free(p->buf[i]);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	r->pipe = NULL;
 }
 
 static la_ssize_t source_read(struct archive *a, void *opaque, const void **buf)
@@ -439,14 +561,18 @@ static int sniff(struct restore *r)
 	if (r->in_len < 2 || r->in_buf[0] != 0x1f || r->in_buf[1] != 0x8b)
 		return 0;
 	r->gz = malloc(sizeof(*r->gz));
-	r->gz_out = malloc(GZ_OUT_SIZE);
-	if (!r->gz || !r->gz_out)
+	if (!r->gz)
 		return -ENOMEM;
 	isal_inflate_init(r->gz);
 	r->gz->next_in = r->in_buf;
 	r->gz->avail_in = (uint32_t)r->in_len;
 	r->in_pos = r->in_len;
-	return 0;
+	if (r->opts->threads == 1) {
+		r->gz_out = malloc(GZ_OUT_SIZE);
+		return r->gz_out ? 0 : -ENOMEM;
+	}
+	/* From here on the source and the inflate state are the thread's. */
+	return gz_pipe_start(r);
 }
 
 static int grow(char **buf, size_t *cap, size_t need)
@@ -529,8 +655,18 @@ static mode_t entry_mode(struct archive_entry *e)
 	return archive_entry_perm(e) & (S_ISVTX | S_IRWXU | S_IRWXG | S_IRWXO);
 }
 
+static int is_cancelled(void *opaque)
+{
+	return check_cancel(opaque) != 0;
+}
+
 static int write_all(struct restore *r, int fd, const unsigned char *p, size_t len, int64_t off)
 {
+	if (r->rl) {
+		int err = ratelimit_wait(r->rl, len, is_cancelled, r);
+		if (err)
+			return err;
+	}
 	while (len) {
 		ssize_t n = pwrite(fd, p, len, off);
 		if (n < 0) {
@@ -1046,7 +1182,12 @@ int archive_restore(const struct archive_restore_opts *opts, const struct amber_
 		.gid = opts->gid >= 0 ? (gid_t)opts->gid : (gid_t)-1,
 		.last_progress = mono_ns(),
 	};
-	int err = run(&r);
+	pthread_mutex_init(&r.cancel_lock, NULL);
+	int err = opts->io_bytes_per_s ? ratelimit_new(opts->io_bytes_per_s, NULL, &r.rl) : 0;
+	if (!err)
+		err = run(&r);
+	/* Stops the decompression thread, the other user of the source and r.gz. */
+	gz_pipe_free(&r);
 	/* Directories restored before a failure still get their modes: a half-restored
 	 * tree with the archive's permissions beats one with ours. */
 	if (r.b.root_fd >= 0 && r.nfix) {
@@ -1070,10 +1211,12 @@ int archive_restore(const struct archive_restore_opts *opts, const struct amber_
 	free(r.link);
 	free(r.in_buf);
 	free(r.gz);
-	free(r.gz_out);
 	ZSTD_freeDStream(r.zd);
 	free(r.zd_out);
 	free(r.out_buf);
+	free(r.gz_out);
+	pthread_mutex_destroy(&r.cancel_lock);
+	ratelimit_free(r.rl);
 	return err;
 }
 

@@ -20,8 +20,14 @@ struct archive_restore_opts {
 	bool truncate;     /* empty root first, but only once the source's first entry
 			    * has been read and parsed */
 	int64_t uid, gid;  /* owner for every entry when running as root; -1 = keep ours */
+	/* File bytes written per second, checked per write; 0: no limit. */
+	uint64_t io_bytes_per_s;
+	/* 1: everything on the caller's thread; otherwise gzip is inflated on a thread of
+	 * its own (the restore uses at most two). */
+	unsigned threads;
 	void (*progress)(void *opaque, const struct archive_restore_progress *p);
 	void *progress_opaque;
+	/* Also asked from the gzip decompression thread, never two calls at once. */
 	int (*cancelled)(void *opaque);
 	void *cancelled_opaque;
 };

@@ -32,6 +32,7 @@ struct backup_create_req {
 	enum archive_compression compression; /* the instance's, unless a command overrides */
 	enum archive_level level;
 	unsigned threads;
+	uint64_t io_bytes_per_s; /* file bytes read per second; 0: no limit */
 	void (*progress)(void *opaque, const struct archive_progress *p);
 	void *progress_opaque;
 	/* Compressed bytes the archive may reach; 0: no limit. Past it the write is aborted

@@ -62,6 +62,16 @@ static const amber_config_field panel_schema[] = {
 	{ 0 },
 };
 
+/* Politeness on a busy game node: applied to every job, by the CLI and the daemon. */
+static const amber_config_field limits_schema[] = {
+	{ "io_mib_per_s", AMBER_CFG_INT, 0, "0",
+	  "MiB/s a job may read from the server directory (create) or write into it "
+	  "(restore); 0: no limit" },
+	{ "threads", AMBER_CFG_INT, 0, "0",
+	  "CPU threads a job may use for compression and reading ahead; 0: one per core" },
+	{ 0 },
+};
+
 const char *config_default_text(void)
 {
 	return default_text;
@@ -77,6 +87,37 @@ const amber_config_field *config_panel_schema(void)
 	return panel_schema;
 }
 
+const amber_config_field *config_limits_schema(void)
+{
+	return limits_schema;
+}
+
+/* Types and unknown keys are the schema's business; the ranges are checked here. */
+static int load_limits(struct config *c, const struct toml_value *t, char **ret_err)
+{
+	int64_t io = 0, threads = 0;
+	adapter_config_get_int(c->limits, "io_mib_per_s", &io);
+	adapter_config_get_int(c->limits, "threads", &threads);
+	const struct toml_value *v;
+	if (io < 0 || io > CONFIG_IO_MIB_PER_S_MAX) {
+		v = toml_table_get(t, "io_mib_per_s");
+		*ret_err = str_printf("%s:%d: limits.io_mib_per_s: must be 0 (no limit) or a "
+				   "number of MiB/s up to %d, got %lld", c->file,
+				   v ? toml_line(v) : 0, CONFIG_IO_MIB_PER_S_MAX, (long long)io);
+		return -EINVAL;
+	}
+	if (threads < 0 || threads > CONFIG_THREADS_MAX) {
+		v = toml_table_get(t, "threads");
+		*ret_err = str_printf("%s:%d: limits.threads: must be 0 (one per core) or a "
+				   "number of threads up to %d, got %lld", c->file,
+				   v ? toml_line(v) : 0, CONFIG_THREADS_MAX, (long long)threads);
+		return -EINVAL;
+	}
+	c->io_mib_per_s = (uint64_t)io;
+	c->threads = (unsigned)threads;
+	return 0;
+}
+
 
 void config_free(struct config *c)
 {
@@ -89,6 +130,7 @@ void config_free(struct config *c)
 	free(c->instances);
 	adapter_config_free(c->node);
 	adapter_config_free(c->panel);
+	adapter_config_free(c->limits);
 	free(c->adapter_dir);
 	free(c->log_level);
 	free(c->log_file);
@@ -213,7 +255,7 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 		config_free(c);
 		return r;
 	}
-	const struct toml_value *node = NULL, *panel = NULL;
+	const struct toml_value *node = NULL, *panel = NULL, *limits = NULL;
 	for (size_t i = 0; i < toml_table_len(c->doc) && r == 0; i++) {
 		const char *key = toml_table_key(c->doc, i);
 		const struct toml_value *v = toml_table_value(c->doc, i);
@@ -223,20 +265,23 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 			r = top_string(c, v, key, &c->log_level, ret_err);
 		else if (strcmp(key, "log_file") == 0)
 			r = top_string(c, v, key, &c->log_file, ret_err);
-		else if (strcmp(key, "node") == 0 || strcmp(key, "panel") == 0) {
+		else if (strcmp(key, "node") == 0 || strcmp(key, "panel") == 0 ||
+			 strcmp(key, "limits") == 0) {
 			if (toml_type(v) != TOML_TABLE) {
 				*ret_err = str_printf("%s:%d: %s: must be a table ([%s])", name,
 						   toml_line(v), key, key);
 				r = -EINVAL;
 			} else if (key[0] == 'n')
 				node = v;
-			else
+			else if (key[0] == 'p')
 				panel = v;
+			else
+				limits = v;
 		} else if (strcmp(key, "adapters") == 0)
 			r = load_instances(c, v, ret_err);
 		else {
 			*ret_err = str_printf("%s:%d: %s: unknown key (known: adapter_dir, log_level, log_file, "
-					   "[node], [panel], [adapters.<instance>])",
+					   "[node], [panel], [limits], [adapters.<instance>])",
 					   name, toml_line(v), key);
 			r = -EINVAL;
 		}
@@ -247,6 +292,11 @@ int config_load_text(const char *text, size_t len, const char *name, struct conf
 	if (r == 0)
 		r = adapter_config_new("panel", "panel", panel_schema, panel, name, NULL,
 				       &c->panel, ret_err);
+	if (r == 0)
+		r = adapter_config_new("limits", "limits", limits_schema, limits, name, NULL,
+				       &c->limits, ret_err);
+	if (r == 0)
+		r = load_limits(c, limits, ret_err);
 	if (r < 0) {
 		config_free(c);
 		return r;

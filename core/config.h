@@ -1,5 +1,5 @@
-/* amber.toml: the operator's one configuration file. Top-level keys, [node], [panel]
- * and the adapter instances [adapters.<instance>] (type = "<adapter>", default: the
+/* amber.toml: the operator's one configuration file. Top-level keys, [node], [panel],
+ * [limits] and the adapter instances [adapters.<instance>] (type = "<adapter>", default: the
  * instance's name; compression = "gzip" | "zstd" and level = "fast" | "none" | "best",
  * the host's own keys). Every error names the file, the line and the key. */
 #ifndef AMBER_CONFIG_H
@@ -31,6 +31,9 @@ struct config {
 	char *log_file;           /* NULL: stderr */
 	amber_config *node;       /* [node], checked against the host's schema */
 	amber_config *panel;      /* [panel] */
+	amber_config *limits;     /* [limits]: what every backup and restore job may use */
+	uint64_t io_mib_per_s;    /* [limits] io_mib_per_s; 0: no limit */
+	unsigned threads;         /* [limits] threads; 0: one per core */
 	struct config_instance *instances;
 	size_t n_instances;
 };
@@ -52,5 +55,10 @@ const struct config_instance *config_find_instance(const struct config *c, const
 /* The host's own schemas, for `amber config check` and the daemon. */
 const amber_config_field *config_node_schema(void);
 const amber_config_field *config_panel_schema(void);
+const amber_config_field *config_limits_schema(void);
+
+/* The largest [limits] values (and CLI flags) accepted. */
+#define CONFIG_IO_MIB_PER_S_MAX 1048576
+#define CONFIG_THREADS_MAX 256
 
 #endif

@@ -25,6 +25,10 @@
 #define STORED_HDR 5u
 #define GZIP_HDR_LEN 10
 #define GZIP_TRAILER_LEN 8
+/* Noise detection (fast level only): per segment, two samples of NOISE_SAMPLE bytes. */
+#define NOISE_SEG ((size_t)64 << 10)
+#define NOISE_SAMPLE ((size_t)2048)
+#define NOISE_CHI2_MAX 400
 
 struct block {
 	unsigned char *in;
@@ -182,9 +186,12 @@ static void fail(struct gzip_parallel *gz, int err)
 
 /* --- workers ------------------------------------------------------------------------ */
 
-/* 0 when the block deflated into less than out_cap bytes, 1 when it did not (stored is
- * then at least as small: out_cap >= stored_size(in_len)), or a negative errno. */
-static int deflate_block(struct worker *w, struct block *b)
+/* Deflates in[pos, end) of the block as one raw deflate stream into out (at most cap
+ * bytes), primed with the DICT_SIZE bytes before pos, ending with a sync flush (byte
+ * aligned, not final) unless final. 0 with *ret_len, 1 when it did not fit in cap (stored
+ * is then at least as small when cap >= stored_size(end - pos)), or a negative errno. */
+static int deflate_run(struct worker *w, struct block *b, size_t pos, size_t end, bool final,
+		       unsigned char *out, size_t cap, size_t *ret_len)
 {
 	struct isal_zstream *zs = w->zs;
 
@@ -193,27 +200,96 @@ static int deflate_block(struct worker *w, struct block *b)
 	zs->level_buf = w->level_buf;
 	zs->level_buf_size = w->level_buf_size;
 	zs->gzip_flag = IGZIP_DEFLATE;
-	if (b->dict_len && isal_deflate_set_dict(zs, b->dict, (uint32_t)b->dict_len) != COMP_OK)
+	const unsigned char *dict = pos ? b->in + pos - DICT_SIZE : b->dict;
+	size_t dict_len = pos ? DICT_SIZE : b->dict_len;
+	if (dict_len && isal_deflate_set_dict(zs, (uint8_t *)dict, (uint32_t)dict_len) != COMP_OK)
 		return -EIO;
-	zs->end_of_stream = b->last;
-	/* A sync flush ends the block with an empty stored block: byte-aligned and not
-	 * final, so the next block's output can simply follow. */
-	zs->flush = b->last ? NO_FLUSH : SYNC_FLUSH;
-	zs->next_in = b->in;
-	zs->avail_in = (uint32_t)b->in_len;
-	zs->next_out = b->out;
-	zs->avail_out = (uint32_t)b->out_cap;
+	zs->end_of_stream = final;
+	/* A sync flush ends the run with an empty stored block: byte-aligned and not
+	 * final, so whatever comes next can simply follow. */
+	zs->flush = final ? NO_FLUSH : SYNC_FLUSH;
+	zs->next_in = b->in + pos;
+	zs->avail_in = (uint32_t)(end - pos);
+	zs->next_out = out;
+	zs->avail_out = (uint32_t)cap;
 	for (int calls = 0;; calls++) {
 		if (isal_deflate(zs) != COMP_OK)
 			return -EIO;
 		if (zs->avail_out == 0)
 			return 1;
-		if (zs->avail_in == 0 && (!b->last || zs->internal_state.state == ZSTATE_END))
+		if (zs->avail_in == 0 && (!final || zs->internal_state.state == ZSTATE_END))
 			break;
 		if (calls == 8)
 			return -EIO; /* ISA-L stopped making progress: never seen, never trusted */
 	}
-	b->out_len = zs->total_out;
+	*ret_len = zs->total_out;
+	return 0;
+}
+
+/* Whether a segment looks like noise (compressed or encrypted data: jars, .gz logs,
+ * media), judged from the byte histograms of two samples: a chi-square statistic of
+ * uniformity per sample (mean 255 for random bytes, sd about 23; text and structured
+ * data score in the thousands). Deflating such data costs as much CPU as deflating
+ * anything else and buys nothing, so it goes out stored. */
+static bool seg_is_noise(const unsigned char *p, size_t len)
+{
+	if (len < 4 * NOISE_SAMPLE)
+		return false;
+	for (int k = 1; k <= 3; k += 2) {
+		const unsigned char *s = p + len * (size_t)k / 4 - NOISE_SAMPLE / 2;
+		uint32_t h[256] = { 0 };
+		for (size_t i = 0; i < NOISE_SAMPLE; i++)
+			h[s[i]]++;
+		uint64_t sq = 0;
+		for (int i = 0; i < 256; i++)
+			sq += (uint64_t)h[i] * h[i];
+		/* chi2 = 256 * sq / N - N */
+		uint64_t chi2 = 256 * sq / NOISE_SAMPLE - NOISE_SAMPLE;
+		if (chi2 > NOISE_CHI2_MAX)
+			return false;
+	}
+	return true;
+}
+
+/* The block as runs of segments: noise stored, the rest deflated. 0 when that came to
+ * at most stored_size(in_len) bytes (so gzip_parallel_bound() holds), 1 when plain
+ * stored blocks are the answer, or a negative errno. */
+static int compress_runs(struct worker *w, struct block *b)
+{
+	size_t len = b->in_len, cap = stored_size(len), o = 0, pos = 0;
+	bool fast = w->gz->level == GZIP_PARALLEL_FAST;
+
+	if (len == 0) {
+		int r = deflate_run(w, b, 0, 0, b->last, b->out, cap, &o);
+		b->out_len = o;
+		return r;
+	}
+	while (pos < len) {
+		size_t end = pos + NOISE_SEG < len ? pos + NOISE_SEG : len;
+		bool noise = fast && seg_is_noise(b->in + pos, end - pos);
+		while (fast && end < len) {
+			size_t next = end + NOISE_SEG < len ? end + NOISE_SEG : len;
+			if (seg_is_noise(b->in + end, next - end) != noise)
+				break;
+			end = next;
+		}
+		bool final = b->last && end == len;
+		if (noise) {
+			if (o + stored_size(end - pos) > cap)
+				return 1;
+			o += write_stored(b->out + o, b->in + pos, end - pos, final);
+		} else {
+			size_t n = 0;
+			int r = deflate_run(w, b, pos, end, final, b->out + o, cap - o, &n);
+			if (r != 0)
+				return r;
+			o += n;
+		}
+		pos = end;
+	}
+	if (o > cap)
+		return 1;
+	b->out_len = o;
 	return 0;
 }
 
@@ -223,11 +299,9 @@ static int compress_block(struct worker *w, struct block *b)
 	if (w->gz->level != GZIP_PARALLEL_STORED) {
 		/* Incompressible input goes out stored (5 bytes per 64 KiB), which keeps
 		 * gzip_parallel_bound() true whatever deflate does. */
-		int r = deflate_block(w, b);
-		if (r < 0)
+		int r = compress_runs(w, b);
+		if (r <= 0)
 			return r;
-		if (r == 0 && b->out_len <= stored_size(b->in_len))
-			return 0;
 	}
 	b->out_len = write_stored(b->out, b->in, b->in_len, b->last);
 	return 0;

@@ -6,6 +6,10 @@
  * trailer whose CRC-32 is combined from per-block CRCs. One member matters: readers such
  * as Python's streaming tarfile (`r|gz`) stop at the first member of a multi-member file.
  *
+ * At the fast level, 64 KiB segments that look like noise (already compressed data:
+ * jars, .gz logs, images) are sent as stored blocks without trying deflate on them,
+ * which would cost as much CPU as any other data and gain nothing.
+ *
  * Memory is bounded whatever the input size: a fixed pool of blocks circulates between
  * the producer, the workers and the writer, and the producer waits when all are busy. */
 #ifndef AMBER_GZIP_PARALLEL_H

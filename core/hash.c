@@ -37,6 +37,16 @@ int hash_update(struct hash *h, const void *buf, size_t len)
 	return 0;
 }
 
+int hash_update_sha1(struct hash *h, const void *buf, size_t len)
+{
+	return EVP_DigestUpdate(h->sha1, buf, len) == 1 ? 0 : -EIO;
+}
+
+int hash_update_sha256(struct hash *h, const void *buf, size_t len)
+{
+	return EVP_DigestUpdate(h->sha256, buf, len) == 1 ? 0 : -EIO;
+}
+
 int hash_final(struct hash *h, uint8_t sha1[HASH_SHA1_LEN], uint8_t sha256[HASH_SHA256_LEN])
 {
 	if (EVP_DigestFinal_ex(h->sha1, sha1, NULL) != 1 ||

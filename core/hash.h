@@ -14,6 +14,10 @@ struct hash;
 /* 0 or -ENOMEM / -EIO (OpenSSL refused the digest). */
 int hash_new(struct hash **ret);
 int hash_update(struct hash *h, const void *buf, size_t len);
+/* One digest at a time, so two threads can each feed one of them (never the same one
+ * from two threads at once). */
+int hash_update_sha1(struct hash *h, const void *buf, size_t len);
+int hash_update_sha256(struct hash *h, const void *buf, size_t len);
 /* Finishes both digests; h cannot be updated afterwards. */
 int hash_final(struct hash *h, uint8_t sha1[HASH_SHA1_LEN], uint8_t sha256[HASH_SHA256_LEN]);
 void hash_free(struct hash *h);

@@ -398,6 +398,8 @@ int node_run_backup(struct job *job, void *arg)
 		 * serves them as .tar.gz. */
 		.compression = nj->in ? nj->in->compression : ARCHIVE_COMPRESSION_GZIP,
 		.level = nj->in ? nj->in->level : ARCHIVE_LEVEL_FAST,
+		.threads = svc->threads,
+		.io_bytes_per_s = svc->io_bytes_per_s,
 		.progress = create_progress,
 		.progress_opaque = job,
 		.max_bytes = nj->max_size,
@@ -491,6 +493,8 @@ int node_run_restore(struct job *job, void *arg)
 		.truncate = nj->truncate,
 		.uid = svc->restore_uid,
 		.gid = svc->restore_gid,
+		.threads = svc->threads,
+		.io_bytes_per_s = svc->io_bytes_per_s,
 		.progress = restore_progress,
 		.progress_opaque = job,
 		.cancelled = restore_cancelled,
@@ -626,6 +630,8 @@ int node_service_new(const struct node_service_config *cfg, struct node_service 
 	svc->report_retry_budget_ms = cfg->report_retry_budget_ms;
 	svc->restore_uid = cfg->restore_uid;
 	svc->restore_gid = cfg->restore_gid;
+	svc->threads = cfg->threads;
+	svc->io_bytes_per_s = cfg->io_bytes_per_s;
 	atomic_init(&svc->draining, 0);
 
 	r = make_dir(svc->state_dir);

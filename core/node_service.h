@@ -5,6 +5,7 @@
 #define AMBER_NODE_SERVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct http_route;
 struct instance_set;
@@ -20,6 +21,10 @@ struct node_service_config {
 	struct instance_set *instances;  /* borrowed; outlives the service */
 	/* uid/gid for restored files when running as root; -1: keep ours */
 	long long restore_uid, restore_gid;
+	/* [limits], applied to every job: CPU threads (0: one per core) and file bytes
+	 * read (create) or written (restore) per second (0: no limit). */
+	unsigned threads;
+	uint64_t io_bytes_per_s;
 };
 
 struct node_service;

@@ -31,6 +31,8 @@ struct node_service {
 	unsigned char token_hash[32]; /* SHA-256 of the token, for the constant-time check */
 	unsigned report_retry_budget_ms;
 	long long restore_uid, restore_gid;
+	unsigned threads;        /* [limits] for every job */
+	uint64_t io_bytes_per_s;
 	struct instance_set *instances;
 	struct job_pool *pool;
 	struct store *store;                 /* one-time download ids */

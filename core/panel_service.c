@@ -699,8 +699,22 @@ static int h_status(struct http_request *req, void *userdata)
 	}
 	lower(sha1);
 	lower(sha256);
+	/* Amber's nodes say why a backup failed; the client API shows it. */
+	const char *why = json_string_value(json_object_get(j, "error"));
+	char reason[512] = "";
+	if (!rep.successful && why && *why) {
+		size_t n = strlen(why);
+		if (n >= sizeof(reason)) {
+			/* cut at a character boundary: the reason is shown as JSON */
+			n = sizeof(reason) - 1;
+			while (n > 0 && ((unsigned char)why[n] & 0xC0) == 0x80)
+				n--;
+		}
+		memcpy(reason, why, n);
+		reason[n] = 0;
+	}
 	r = store_backup_mark_completed(svc->store, b->uuid, rep.successful, sha1, sha256,
-					rep.size, rep.parts, (int64_t)time(NULL));
+					rep.size, rep.parts, reason, (int64_t)time(NULL));
 	if (r == -EALREADY) {
 		r = respond_error(req, 400, "BadRequestHttpException",
 				  "Cannot update the status of a backup that is already marked as "
@@ -712,24 +726,6 @@ static int h_status(struct http_request *req, void *userdata)
 			strerror(-r));
 		r = respond_internal(req, r);
 	} else {
-		/* Amber's nodes say why a backup failed; the client API shows it. */
-		const char *why = json_string_value(json_object_get(j, "error"));
-		if (!rep.successful && why && *why) {
-			char reason[512];
-			size_t n = strlen(why);
-			if (n >= sizeof(reason)) {
-				/* cut at a character boundary: the reason is shown as JSON */
-				n = sizeof(reason) - 1;
-				while (n > 0 && ((unsigned char)why[n] & 0xC0) == 0x80)
-					n--;
-			}
-			memcpy(reason, why, n);
-			reason[n] = 0;
-			int rr = store_backup_set_failure_reason(svc->store, b->uuid, reason);
-			if (rr < 0)
-				log_msg(LOG_LEVEL_WARNING, "backup %s: storing the failure reason: %s",
-					b->uuid, strerror(-rr));
-		}
 		log_msg(LOG_LEVEL_INFO, "backup %s of server %s %s (%" PRId64 " bytes)%s%s", b->uuid,
 			s->uuid, rep.successful ? "completed" : "failed", rep.size,
 			why && !rep.successful ? ": " : "", why && !rep.successful ? why : "");

@@ -1164,28 +1164,6 @@ int store_backup_discard(struct store *st, const char *uuid)
 	return r;
 }
 
-int store_backup_set_failure_reason(struct store *st, const char *uuid, const char *reason)
-{
-	char u[STORE_UUID_LEN + 1];
-	if (!uuid_normalize(uuid, u))
-		return -ENOENT;
-	lock(st);
-	sqlite3_stmt *s;
-	int r = prep(st, "UPDATE backups SET failure_reason = ? WHERE uuid = ? AND state = 'failed'",
-		     &s);
-	if (r == 0)
-		r = bind_text(s, 1, reason);
-	if (r == 0)
-		r = bind_text(s, 2, u);
-	if (r == 0)
-		r = step_done(s);
-	if (r == 0 && sqlite3_changes(st->db) == 0)
-		r = -ENOENT;
-	sqlite3_finalize(s);
-	unlock(st);
-	return r;
-}
-
 int store_backup_get(struct store *st, const char *uuid, struct store_backup **ret)
 {
 	char u[STORE_UUID_LEN + 1];
@@ -1422,7 +1400,8 @@ static bool parts_ok(const char *parts)
 
 /* Both reports, under the store lock. */
 static int mark(struct store *st, const char *uuid, bool successful, const char *checksum,
-		const char *sha256, int64_t bytes, const char *parts, int64_t now)
+		const char *sha256, int64_t bytes, const char *parts, const char *reason,
+		int64_t now)
 {
 	char u[STORE_UUID_LEN + 1], state[16];
 	if (!uuid_normalize(uuid, u))
@@ -1444,18 +1423,22 @@ static int mark(struct store *st, const char *uuid, bool successful, const char 
 	if (r == 0 && successful)
 		r = prep(st,
 			 "UPDATE backups SET state = 'completed', is_successful = 1, checksum = ?, "
-			 "sha256 = ?, bytes = ?, parts = ?, completed_at = ? WHERE uuid = ?",
+			 "sha256 = ?, bytes = ?, parts = ?, completed_at = ?, failure_reason = ? "
+			 "WHERE uuid = ?",
 			 &s);
 	else if (r == 0)
 		/* As the panel does: a failed backup holds nothing to keep locked. */
 		r = prep(st,
 			 "UPDATE backups SET state = 'failed', is_successful = 0, is_locked = 0, "
-			 "checksum = ?, sha256 = ?, bytes = ?, parts = ?, completed_at = ? "
-			 "WHERE uuid = ?",
+			 "checksum = ?, sha256 = ?, bytes = ?, parts = ?, completed_at = ?, "
+			 "failure_reason = ? WHERE uuid = ?",
 			 &s);
+	/* The reason goes in with the state, so no reader sees a failure without it. */
 	if (!successful) {
 		checksum = sha256 = parts = NULL;
 		bytes = 0;
+	} else {
+		reason = NULL;
 	}
 	if (r == 0)
 		r = bind_text(s, 1, checksum && *checksum ? checksum : NULL);
@@ -1468,7 +1451,9 @@ static int mark(struct store *st, const char *uuid, bool successful, const char 
 	if (r == 0)
 		r = bind_int(s, 5, now);
 	if (r == 0)
-		r = bind_text(s, 6, u);
+		r = bind_text(s, 6, reason && *reason ? reason : NULL);
+	if (r == 0)
+		r = bind_text(s, 7, u);
 	if (r == 0)
 		r = step_done(s);
 	sqlite3_finalize(s);
@@ -1477,10 +1462,10 @@ static int mark(struct store *st, const char *uuid, bool successful, const char 
 
 int store_backup_mark_completed(struct store *st, const char *uuid, bool successful,
 				const char *checksum, const char *sha256, int64_t bytes,
-				const char *parts, int64_t now)
+				const char *parts, const char *failure_reason, int64_t now)
 {
 	lock(st);
-	int r = mark(st, uuid, successful, checksum, sha256, bytes, parts, now);
+	int r = mark(st, uuid, successful, checksum, sha256, bytes, parts, failure_reason, now);
 	unlock(st);
 	return r;
 }
@@ -1488,7 +1473,7 @@ int store_backup_mark_completed(struct store *st, const char *uuid, bool success
 int store_backup_mark_failed(struct store *st, const char *uuid, int64_t now)
 {
 	lock(st);
-	int r = mark(st, uuid, false, NULL, NULL, 0, NULL, now);
+	int r = mark(st, uuid, false, NULL, NULL, 0, NULL, NULL, now);
 	unlock(st);
 	return r;
 }

@@ -170,8 +170,6 @@ int store_backup_create_checked(struct store *st, const struct store_backup *b,
 /* Undoes a create whose dispatch to the node failed: the row and its throttle entry
  * go, as if the request had never been made. */
 int store_backup_discard(struct store *st, const char *uuid);
-/* Records why a failed backup failed; -ENOENT unless the backup exists and failed. */
-int store_backup_set_failure_reason(struct store *st, const char *uuid, const char *reason);
 int store_backup_get(struct store *st, const char *uuid, struct store_backup **ret);
 /* A server's backups, newest first (created_at, then insertion order), skipping offset
  * and returning at most limit (0: no limit). -ENOENT if the server does not exist. */
@@ -195,10 +193,10 @@ int store_backup_set_upload_id(struct store *st, const char *uuid, const char *u
  * -EALREADY if the backup is already completed successfully (the panel answers 400);
  * a failed backup may be reported again, as in Pterodactyl. An empty checksum counts as
  * NULL (as the panel treats it). -EINVAL for negative bytes or parts that are not a JSON
- * array. */
+ * array. failure_reason (NULL: none) is recorded with a failure, in the same update. */
 int store_backup_mark_completed(struct store *st, const char *uuid, bool successful,
 				const char *checksum, const char *sha256, int64_t bytes,
-				const char *parts, int64_t now);
+				const char *parts, const char *failure_reason, int64_t now);
 /* Failed: is_successful 0, unlocked, checksums NULL, bytes 0, completed_at = now.
  * -EALREADY if the backup is already completed successfully. */
 int store_backup_mark_failed(struct store *st, const char *uuid, int64_t now);

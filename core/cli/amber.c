@@ -254,9 +254,13 @@ static void usage_backup(FILE *f)
 	fputs("usage:\n"
 	      "  amber backup create  [--adapter NAME] [--uuid UUID] [--server UUID]\n"
 	      "                       [--ignore PATTERNS] [--compression gzip|zstd]\n"
-	      "                       [--level fast|none|best] [--threads N] [--json] DIR\n"
+	      "                       [--level fast|none|best] [--threads N]\n"
+	      "                       [--io-limit MIB_PER_S] [--json] DIR\n"
 	      "  amber backup restore [--adapter NAME] --uuid UUID [--server UUID]\n"
-	      "                       [--truncate] [--uid N] [--gid N] [--json] DIR\n"
+	      "                       [--truncate] [--uid N] [--gid N] [--threads N]\n"
+	      "                       [--io-limit MIB_PER_S] [--json] DIR\n"
+	      "  --threads and --io-limit default to [limits] threads and io_mib_per_s;\n"
+	      "  0 is one thread per core and no I/O limit.\n"
 	      "  amber backup delete  [--adapter NAME] --uuid UUID [--server UUID] [--json]\n"
 	      "  amber backup list    [--adapter NAME] [--server UUID] [--json]\n",
 	      f);
@@ -269,9 +273,23 @@ struct backup_args {
 	enum archive_compression compression;
 	enum archive_level level;
 	unsigned threads;
+	bool threads_set;
+	uint64_t io_mib_per_s;
+	bool io_set;
 	bool truncate;
 	int64_t uid, gid;
 };
+
+/* The flags when given, else the configuration's [limits]. */
+static unsigned job_threads(const struct backup_args *a, const struct config *cfg)
+{
+	return a->threads_set ? a->threads : cfg->threads;
+}
+
+static uint64_t job_io_bytes_per_s(const struct backup_args *a, const struct config *cfg)
+{
+	return (a->io_set ? a->io_mib_per_s : cfg->io_mib_per_s) << 20;
+}
 
 static int parse_backup_args(int argc, char **argv, struct global_opts *g,
 			     struct backup_args *a, bool want_dir)
@@ -283,7 +301,8 @@ static int parse_backup_args(int argc, char **argv, struct global_opts *g,
 		{ "truncate", no_argument, 0, 'T' },      { "uid", required_argument, 0, 'U' },
 		{ "gid", required_argument, 0, 'G' },     { "json", no_argument, 0, 'j' },
 		{ "compression", required_argument, 0, 'c' },
-		{ "help", no_argument, 0, 'h' },          { 0 },
+		{ "io-limit", required_argument, 0, 'I' }, { "help", no_argument, 0, 'h' },
+		{ 0 },
 	};
 	memset(a, 0, sizeof(*a));
 	a->uid = a->gid = -1;
@@ -314,13 +333,28 @@ static int parse_backup_args(int argc, char **argv, struct global_opts *g,
 			}
 			a->compression_set = true;
 			break;
-		case 't':
-			a->threads = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || !*optarg || a->threads > 256) {
-				fprintf(stderr, "amber: --threads: '%s' is not 0..256\n", optarg);
+		case 't': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' || v > CONFIG_THREADS_MAX) {
+				fprintf(stderr, "amber: --threads: '%s' is not 0..%d\n", optarg,
+					CONFIG_THREADS_MAX);
 				return EXIT_USAGE;
 			}
+			a->threads = (unsigned)v;
+			a->threads_set = true;
 			break;
+		}
+		case 'I': {
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' || v > CONFIG_IO_MIB_PER_S_MAX) {
+				fprintf(stderr, "amber: --io-limit: '%s' is not 0..%d (MiB/s; 0: no "
+						"limit)\n", optarg, CONFIG_IO_MIB_PER_S_MAX);
+				return EXIT_USAGE;
+			}
+			a->io_mib_per_s = v;
+			a->io_set = true;
+			break;
+		}
 		case 'U':
 		case 'G': {
 			long long v = strtoll(optarg, &end, 10);
@@ -409,8 +443,8 @@ static int cmd_backup_create(int argc, char **argv, struct global_opts *g)
 		.instance = in, .key = key, .root = a.dir, .ignore = a.ignore,
 		.compression = a.compression_set ? a.compression : in->compression,
 		.level = a.level_set ? a.level : in->level,
-		.threads = a.threads, .progress = pl.on ? create_progress : NULL,
-		.progress_opaque = &pl,
+		.threads = job_threads(&a, s.cfg), .io_bytes_per_s = job_io_bytes_per_s(&a, s.cfg),
+		.progress = pl.on ? create_progress : NULL, .progress_opaque = &pl,
 	};
 	struct amber_ctx ctx;
 	host_ctx_init(&ctx, in->ops->name, in->name, "create", uuid);
@@ -469,6 +503,7 @@ static int cmd_backup_restore(int argc, char **argv, struct global_opts *g)
 	struct progress_line pl = { .on = isatty(2) && !g->json, .start = now_s() };
 	struct archive_restore_opts opts = {
 		.root = a.dir, .truncate = a.truncate, .uid = a.uid, .gid = a.gid,
+		.threads = job_threads(&a, s.cfg), .io_bytes_per_s = job_io_bytes_per_s(&a, s.cfg),
 		.progress = pl.on ? restore_progress : NULL, .progress_opaque = &pl,
 	};
 	struct amber_ctx ctx;

@@ -295,6 +295,8 @@ static int daemon_open(struct daemon *d, const char *config_path, const char *ad
 		.instances = d->instances,
 		.restore_uid = -1,
 		.restore_gid = -1,
+		.threads = d->cfg->threads,
+		.io_bytes_per_s = d->cfg->io_mib_per_s << 20,
 	};
 	if (!nc.panel_url)
 		nc.panel_url = url;

@@ -955,6 +955,121 @@ START_TEST(unreadable_entries_are_noted_not_fatal)
 }
 END_TEST
 
+/* Noise (compressed data) is stored and the rest deflated, segment by segment inside
+ * one block: runs of both kinds, of odd lengths, must still make one valid member. */
+START_TEST(mixed_noise_and_text_in_one_block_round_trip)
+{
+	char *work = tu_mkdtemp("gzmix");
+	const size_t parts[] = { 40000, 200000, 65536, 131072, 7, 300000, 65536, 1 << 20, 12345 };
+	size_t len = 0, noise = 0;
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		len += parts[i];
+		noise += i % 2 ? parts[i] : 0;
+	}
+	unsigned char *data = malloc(len);
+	size_t off = 0;
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		unsigned char *p = i % 2 ? random_bytes(parts[i], 20 + i) : text_bytes(parts[i], 30 + i);
+		memcpy(data + off, p, parts[i]);
+		off += parts[i];
+		free(p);
+	}
+	char *gz_path = join(work, "x.gz"), *raw = join(work, "x.raw");
+	tu_write_file(raw, data, len, 0644);
+	for (unsigned threads = 1; threads <= 2; threads++) {
+		struct file_sink s = { .fd = open(gz_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+		struct gzip_parallel_opts o = { .level = GZIP_PARALLEL_FAST, .threads = threads };
+		struct amber_sink sink = { file_sink_write, &s };
+		struct gzip_parallel *gz = NULL;
+		ck_assert_int_eq(gzip_parallel_new(&o, &sink, &gz), 0);
+		ck_assert_int_eq(gzip_parallel_write(gz, data, len), 0);
+		ck_assert_int_eq(gzip_parallel_finish(gz), 0);
+		ck_assert_uint_le(s.written, gzip_parallel_bound(len, 0));
+		/* The text parts did compress. */
+		ck_assert_uint_lt(s.written, noise + (len - noise) * 3 / 4);
+		gzip_parallel_free(gz);
+		close(s.fd);
+		ck_assert_msg(tu_sh("gzip -t '%s' && gzip -dc '%s' | cmp -s - '%s'", gz_path,
+				    gz_path, raw) == 0, "threads %u: bad gzip", threads);
+	}
+	free(data);
+	free(raw);
+	free(gz_path);
+	tu_rmrf(work);
+	free(work);
+}
+END_TEST
+
+/* The thread cap, seen from inside: every thread of the process, counted in
+ * /proc/self/task while the run polls for cancellation. */
+static int note_tasks(void *opaque)
+{
+	unsigned *max = opaque, n = tu_count_tasks();
+	if (n > *max)
+		*max = n;
+	return 0;
+}
+
+START_TEST(thread_cap_is_honoured)
+{
+	char *work = tu_mkdtemp("create-threads");
+	char *src = join(work, "src"), *archive = join(work, "out.tar.gz");
+	unsigned char *big = text_bytes(3 * MiB, 3);
+	put(src, "big.txt", big, 3 * MiB, 0644);
+	put(src, "small.txt", "x\n", 2, 0644);
+	free(big);
+	unsigned base = tu_count_tasks();
+	for (unsigned threads = 1; threads <= 3; threads += 2) {
+		unsigned max = 0;
+		struct file_sink s = { .fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+		struct archive_create_opts o = { .root = src, .threads = threads,
+						 .cancelled = note_tasks, .cancelled_opaque = &max };
+		struct amber_sink sink = { file_sink_write, &s };
+		struct archive_create_result res;
+		ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
+		close(s.fd);
+		archive_create_result_clear(&res);
+		/* This thread, the walk, the compression workers, the gzip writer and, unless
+		 * the budget is one thread, its SHA-256 helper. */
+		ck_assert_uint_eq(max, base + 1 + threads + 1 + (threads > 1));
+	}
+	ck_assert_uint_eq(tu_count_tasks(), base);
+	free(archive);
+	free(src);
+	tu_rmrf(work);
+	free(work);
+}
+END_TEST
+
+/* With an I/O limit the run still produces the same archive (the limiter's timing is
+ * test_ratelimit's; a high limit keeps this quick). */
+START_TEST(io_limit_keeps_the_archive_the_same)
+{
+	char *work = tu_mkdtemp("create-iolimit");
+	char *src = join(work, "src"), *a1 = join(work, "a.tar.gz"), *a2 = join(work, "b.tar.gz");
+	unsigned char *big = text_bytes(2 * MiB, 4);
+	put(src, "big.txt", big, 2 * MiB, 0644);
+	put(src, "small.txt", "x\n", 2, 0644);
+	free(big);
+	struct archive_create_result r1, r2;
+	ck_assert_int_eq(create_to(src, a1, ARCHIVE_LEVEL_FAST, 2, NULL, &r1), 0);
+	struct file_sink s = { .fd = open(a2, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+	struct archive_create_opts o = { .root = src, .threads = 2, .io_bytes_per_s = 1024 * MiB };
+	struct amber_sink sink = { file_sink_write, &s };
+	ck_assert_int_eq(archive_create(&o, &sink, &r2), 0);
+	close(s.fd);
+	ck_assert_mem_eq(r1.sha256, r2.sha256, sizeof(r1.sha256));
+	ck_assert_uint_eq(r2.bytes_in, 2 * MiB + 2);
+	archive_create_result_clear(&r1);
+	archive_create_result_clear(&r2);
+	free(a1);
+	free(a2);
+	free(src);
+	tu_rmrf(work);
+	free(work);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("archive_create");
@@ -973,6 +1088,9 @@ int main(void)
 	tcase_add_test(tc, root_errors);
 	tcase_add_test(tc, max_bytes_stops_the_run_before_the_sink_passes_it);
 	tcase_add_test(tc, unreadable_entries_are_noted_not_fatal);
+	tcase_add_test(tc, mixed_noise_and_text_in_one_block_round_trip);
+	tcase_add_test(tc, thread_cap_is_honoured);
+	tcase_add_test(tc, io_limit_keeps_the_archive_the_same);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }

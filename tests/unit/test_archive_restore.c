@@ -1110,6 +1110,44 @@ static void on_progress(void *opaque, const struct archive_restore_progress *p)
 	c->last = *p;
 }
 
+/* The thread cap: with threads = 1 the restore stays on the caller's thread; otherwise
+ * gzip is inflated on one more. Counted in /proc/self/task from the cancel poll. */
+static int note_tasks(void *opaque)
+{
+	unsigned *max = opaque, n = tu_count_tasks();
+	if (n > *max)
+		*max = n;
+	return 0;
+}
+
+START_TEST(test_thread_cap)
+{
+	char *dir = tu_mkdtemp("restore-threads");
+	size_t len;
+	char *data = make_mid_tgz(dir, &len);
+	unsigned base = tu_count_tasks();
+	for (unsigned threads = 0; threads <= 1; threads++) {
+		char root[PATH_MAX];
+		PATHF(root, "%s/root%u", dir, threads);
+		struct mem_src m = { .data = (unsigned char *)data, .len = len, .chunk = 65536 };
+		unsigned max = 0;
+		struct archive_restore_opts o = opts_for(root, false);
+		o.threads = threads;
+		o.io_bytes_per_s = (uint64_t)1 << 30; /* limited, but far above this test */
+		o.cancelled = note_tasks;
+		o.cancelled_opaque = &max;
+		struct archive_restore_result res;
+		ck_assert_int_eq(restore_mem(&m, &o, &res), 0);
+		ck_assert_uint_eq(res.files, 3);
+		ck_assert_uint_eq(max, threads == 1 ? base : base + 1);
+		archive_restore_result_clear(&res);
+	}
+	ck_assert_uint_eq(tu_count_tasks(), base);
+	free(data);
+	cleanup(dir);
+}
+END_TEST
+
 START_TEST(test_progress)
 {
 	char *dir = tu_mkdtemp("restore-progress");
@@ -1225,6 +1263,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_tiny_reads);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_progress);
+	tcase_add_test(tc, test_thread_cap);
 	tcase_add_test(tc, test_write_error_fsize);
 	tcase_add_test(tc, test_write_error_enospc);
 	tcase_add_test(tc, test_bad_args);

@@ -289,6 +289,50 @@ START_TEST(cli_zstd_instance_and_overrides)
 }
 END_TEST
 
+/* --threads and --io-limit on create and restore, their defaults from [limits], and
+ * usage errors for values out of range. */
+START_TEST(cli_limits_flags_and_config)
+{
+	struct env e = env_new();
+	ck_assert_int_eq(amber(&e, NULL, "backup create --io-limit -1 '%s' 2>/dev/null", e.server),
+			 2);
+	ck_assert_int_eq(amber(&e, NULL, "backup create --io-limit 5x '%s' 2>/dev/null", e.server),
+			 2);
+	ck_assert_int_eq(amber(&e, NULL, "backup create --threads 257 '%s' 2>/dev/null", e.server),
+			 2);
+	ck_assert_int_eq(amber(&e, NULL, "backup create --uuid " UUID1 " --threads 1 --io-limit 200 "
+					 "'%s' >/dev/null", e.server), 0);
+	ck_assert_int_eq(amber(&e, NULL, "backup restore --uuid " UUID1 " --threads 1 --io-limit 200 "
+					 "'%s/r1' >/dev/null", e.dir), 0);
+	ck_assert_int_eq(tu_sh("python3 '%s/tests/tools/compare_trees.py' '%s' '%s/r1'",
+			       tu_env("AMBER_SOURCE_DIR", "."), e.server, e.dir), 0);
+
+	/* The same from the configuration. */
+	char toml[1024];
+	snprintf(toml, sizeof(toml), "[limits]\nio_mib_per_s = 300\nthreads = 2\n"
+				     "[adapters.wings]\npath = \"%s\"\n", e.store);
+	tu_write_file(e.config, toml, strlen(toml), 0644);
+	ck_assert_int_eq(amber(&e, NULL, "backup create --uuid " UUID2 " '%s' >/dev/null",
+			       e.server), 0);
+	ck_assert_int_eq(amber(&e, NULL, "backup restore --uuid " UUID2 " '%s/r2' >/dev/null",
+			       e.dir), 0);
+	ck_assert_int_eq(tu_sh("python3 '%s/tests/tools/compare_trees.py' '%s' '%s/r2'",
+			       tu_env("AMBER_SOURCE_DIR", "."), e.server, e.dir), 0);
+
+	snprintf(toml, sizeof(toml), "[limits]\nthreads = -1\n[adapters.wings]\npath = \"%s\"\n",
+		 e.store);
+	tu_write_file(e.config, toml, strlen(toml), 0644);
+	char *out = NULL;
+	int st;
+	out = tu_sh_out(&st, "'%s' --config '%s' --adapter-dir '%s' config check 2>&1",
+			tu_env("AMBER_BIN", "amber"), e.config, tu_env("AMBER_ADAPTER_DIR", "."));
+	ck_assert_int_eq(st, 2);
+	ck_assert_msg(strstr(out, ":2: limits.threads: must be 0 (one per core)"), "%s", out);
+	free(out);
+	env_free(&e);
+}
+END_TEST
+
 START_TEST(cli_config_errors_name_file_line_key)
 {
 	struct env e = env_new();
@@ -454,6 +498,7 @@ int main(void)
 	tcase_add_test(tc, cli_exit_codes_distinguish_usage_notfound_failure);
 	tcase_add_test(tc, cli_config_errors_name_file_line_key);
 	tcase_add_test(tc, cli_zstd_instance_and_overrides);
+	tcase_add_test(tc, cli_limits_flags_and_config);
 	tcase_add_test(tc, cli_adapters_list_shows_schema_and_capabilities);
 	tcase_add_test(tc, cli_toml_decode_prints_tagged_json);
 	tcase_add_test(tc, cli_full_store_disk_fails_cleanly);

@@ -242,6 +242,31 @@ START_TEST(config_file_errors_name_the_file)
 }
 END_TEST
 
+START_TEST(config_limits_are_read_and_range_checked)
+{
+	struct config *c = load_ok("[adapters.x]\npath = \"/tmp\"\n");
+	ck_assert_uint_eq(c->io_mib_per_s, 0);
+	ck_assert_uint_eq(c->threads, 0);
+	config_free(c);
+	c = load_ok("[limits]\nio_mib_per_s = 40\nthreads = 1\n");
+	ck_assert_uint_eq(c->io_mib_per_s, 40);
+	ck_assert_uint_eq(c->threads, 1);
+	config_free(c);
+	load_fails("[limits]\nio_mib_per_s = -5\n",
+		   "amber.toml:2: limits.io_mib_per_s: must be 0 (no limit) or a number of "
+		   "MiB/s up to 1048576, got -5");
+	load_fails("[limits]\nthreads = 1\nthreads_ = 2\n",
+		   "amber.toml:3: limits.threads_: unknown key (known: io_mib_per_s, threads)");
+	load_fails("\n[limits]\nthreads = 999\n",
+		   "amber.toml:3: limits.threads: must be 0 (one per core) or a number of threads "
+		   "up to 256, got 999");
+	load_fails("[limits]\nthreads = \"all\"\n",
+		   "amber.toml:2: limits.threads: must be an integer");
+	load_fails("[limits]\nio_mib_per_s = 2.5\n", "limits.io_mib_per_s: must be an integer");
+	load_fails("limits = 3\n", "amber.toml:1: limits: must be a table ([limits])");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -256,6 +281,7 @@ int main(void)
 	tcase_add_test(tc, size_and_duration_parsers);
 	tcase_add_test(tc, schema_check_catches_declaration_mistakes);
 	tcase_add_test(tc, config_file_errors_name_the_file);
+	tcase_add_test(tc, config_limits_are_read_and_range_checked);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }

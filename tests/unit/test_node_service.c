@@ -59,6 +59,7 @@ struct fx {
  * local instance "disk2" storing in <dir>/store2, and a hook that runs once the
  * directories exist and before the node starts (no thread has started yet). */
 static bool g_second_local;
+static bool g_limits; /* a [limits] table in the node's configuration */
 static void (*g_before_node)(struct fx *f);
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
@@ -113,9 +114,9 @@ static void fx_start_jobs(struct fx *f, const char *const *panel_steps, unsigned
 	free(mem);
 	if (g_before_node)
 		g_before_node(f);
-	char *text = fmt("[adapters.wings]\npath = \"%s\"\n\n[adapters.mem]\ntype = \"memory\"\n"
+	char *text = fmt("%s[adapters.wings]\npath = \"%s\"\n\n[adapters.mem]\ntype = \"memory\"\n"
 			 "%s%s%s",
-			 f->store, g_second_local ? "\n[adapters.disk2]\ntype = \"wings\"\n"
+			 g_limits ? "[limits]\nthreads = 1\nio_mib_per_s = 200\n\n" : "", f->store, g_second_local ? "\n[adapters.disk2]\ntype = \"wings\"\n"
 						   "path = \"" : "",
 			 g_second_local ? f->dir : "", g_second_local ? "/store2\"\n" : "");
 	ck_assert_msg(config_load_text(text, strlen(text), "amber.toml", &f->cfg, &err) == 0,
@@ -146,6 +147,9 @@ static void fx_start_jobs(struct fx *f, const char *const *panel_steps, unsigned
 		.instances = f->set,
 		.restore_uid = -1,
 		.restore_gid = -1,
+		/* As amberd passes them. */
+		.threads = f->cfg->threads,
+		.io_bytes_per_s = f->cfg->io_mib_per_s << 20,
 	};
 	ck_assert_msg(node_service_new(&nc, &f->svc, &err) == 0, "%s", err);
 	size_t n = 0;
@@ -414,6 +418,35 @@ START_TEST(create_report_restore_delete)
 	free(a);
 	free(extra);
 	free(stored);
+	fx_stop(&f);
+}
+END_TEST
+
+/* [limits] reach every job: a backup and a restore under a thread cap of 1 and an I/O
+ * limit still produce the same tree. */
+START_TEST(limits_apply_to_jobs)
+{
+	static const char *const steps[] = { "204", NULL };
+	g_limits = true;
+	struct fx f;
+	fx_start(&f, steps, 2000);
+	ck_assert_uint_eq(f.cfg->threads, 1);
+	ck_assert_uint_eq(f.cfg->io_mib_per_s, 200);
+	create_backup(&f, SERVER, BACKUP1);
+	char *a = fmt("%s/%s/a.txt", f.data, SERVER);
+	tu_write_file(a, "changed", 7, 0644);
+	expect(&f, "POST", "/api/servers/" SERVER "/backup/" BACKUP1 "/restore", BEARER, JSON,
+	       "{\"adapter\":\"wings\",\"truncate_directory\":true,\"download_url\":\"\"}", 202,
+	       NULL);
+	json_t *j = wait_job(&f, SERVER, BACKUP1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	size_t len = 0;
+	char *got = tu_read_file(a, &len);
+	ck_assert_uint_eq(len, 12);
+	ck_assert(!memcmp(got, "hello amber\n", 12));
+	free(got);
+	free(a);
 	fx_stop(&f);
 }
 END_TEST
@@ -1141,6 +1174,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, auth_and_validation);
 	tcase_add_test(tc, create_report_restore_delete);
+	tcase_add_test(tc, limits_apply_to_jobs);
 	tcase_add_test(tc, one_job_per_server);
 	tcase_add_test(tc, signed_download);
 	tcase_add_test(tc, unreachable_panel_spools);

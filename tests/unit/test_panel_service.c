@@ -428,7 +428,7 @@ START_TEST(test_upload_urls)
 	ck_assert_str_eq(sb->upload_id, "upload-1");
 	store_backup_free(sb);
 	/* Once completed, no more URLs. */
-	ck_assert_int_eq(store_backup_mark_completed(e.st, B_S3, true, SHA1, NULL, 5, NULL,
+	ck_assert_int_eq(store_backup_mark_completed(e.st, B_S3, true, SHA1, NULL, 5, NULL, NULL,
 						     time(NULL)),
 			 0);
 	expect_error((struct resp[]){ call(&e, "GET", "/api/remote/backups/" B_S3 "?size=5",
@@ -942,7 +942,7 @@ START_TEST(test_admin_cli)
 	b.uuid = B_FOREIGN;
 	b.server_uuid = S2;
 	ck_assert_int_eq(store_backup_create(st, &b), 0);
-	ck_assert_int_eq(store_backup_mark_completed(st, B_FOREIGN, true, SHA1, NULL, 42, NULL,
+	ck_assert_int_eq(store_backup_mark_completed(st, B_FOREIGN, true, SHA1, NULL, 42, NULL, NULL,
 						     1700000100),
 			 0);
 	store_close(st);

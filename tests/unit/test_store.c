@@ -496,25 +496,25 @@ START_TEST(test_backups)
 	const char *sha1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
 	const char *sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 	const char *parts = "[{\"etag\":\"\\\"abc\\\"\",\"part_number\":1}]";
-	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 4096, "{\"a\":1}",
+	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 4096, "{\"a\":1}", NULL,
 						     2000),
 			 -EINVAL);
-	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 4096, "[1,", 2000),
+	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 4096, "[1,", NULL, 2000),
 			 -EINVAL);
-	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, -1, NULL, 2000),
+	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, -1, NULL, NULL, 2000),
 			 -EINVAL);
 	ck_assert_int_eq(store_backup_get(st, u1, &b), 0);
 	ck_assert_int_eq(b->state, STORE_BACKUP_RUNNING); /* the refusals changed nothing */
 	store_backup_free(b);
-	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 4096, parts, 2000),
+	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 4096, parts, NULL, 2000),
 			 0);
-	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 1, NULL, 2001),
+	ck_assert_int_eq(store_backup_mark_completed(st, u1, true, sha1, sha256, 1, NULL, NULL, 2001),
 			 -EALREADY);
-	ck_assert_int_eq(store_backup_mark_completed(st, u1, false, NULL, NULL, 0, NULL, 2001),
+	ck_assert_int_eq(store_backup_mark_completed(st, u1, false, NULL, NULL, 0, NULL, NULL, 2001),
 			 -EALREADY);
 	ck_assert_int_eq(store_backup_mark_failed(st, u1, 2002), -EALREADY);
 	ck_assert_int_eq(store_backup_set_upload_id(st, u1, "late"), -EALREADY);
-	ck_assert_int_eq(store_backup_mark_completed(st, nx, true, sha1, sha256, 1, NULL, 1),
+	ck_assert_int_eq(store_backup_mark_completed(st, nx, true, sha1, sha256, 1, NULL, NULL, 1),
 			 -ENOENT);
 	ck_assert_int_eq(store_backup_mark_failed(st, nx, 1), -ENOENT);
 	ck_assert_int_eq(store_backup_get(st, u1, &b), 0);
@@ -530,7 +530,7 @@ START_TEST(test_backups)
 	store_backup_free(b);
 
 	/* failure: unlocked, no checksums, 0 bytes; may be reported again, even as success */
-	ck_assert_int_eq(store_backup_mark_completed(st, u2, false, sha1, sha256, 77, parts, 3000),
+	ck_assert_int_eq(store_backup_mark_completed(st, u2, false, sha1, sha256, 77, parts, NULL, 3000),
 			 0);
 	ck_assert_int_eq(store_backup_get(st, u2, &b), 0);
 	ck_assert_int_eq(b->state, STORE_BACKUP_FAILED);
@@ -546,7 +546,7 @@ START_TEST(test_backups)
 	ck_assert_int_eq(store_backup_total_for_server(st, SRV, &c), 0);
 	ck_assert_int_eq(c, 2);
 	ck_assert_int_eq(store_backup_mark_failed(st, u2, 3100), 0);
-	ck_assert_int_eq(store_backup_mark_completed(st, u2, true, "", NULL, 10, NULL, 3200), 0);
+	ck_assert_int_eq(store_backup_mark_completed(st, u2, true, "", NULL, 10, NULL, NULL, 3200), 0);
 	ck_assert_int_eq(store_backup_get(st, u2, &b), 0);
 	ck_assert_int_eq(b->state, STORE_BACKUP_COMPLETED);
 	ck_assert(b->checksum == NULL); /* "" is treated as null, as the panel does */
@@ -665,7 +665,7 @@ START_TEST(test_fail_stuck)
 	add_backup(st, done, SRV, now - 3 * age);
 	ck_assert_int_eq(store_backup_set_locked(st, old1, true), 0);
 	ck_assert_int_eq(
-		store_backup_mark_completed(st, done, true, "ab", NULL, 5, NULL, now - age), 0);
+		store_backup_mark_completed(st, done, true, "ab", NULL, 5, NULL, NULL, now - age), 0);
 
 	ck_assert_int_eq(store_backups_fail_stuck(st, age, now), 2);
 	ck_assert_int_eq(store_backups_fail_stuck(st, age, now), 0);
@@ -734,9 +734,9 @@ START_TEST(test_create_checked)
 	ck_assert_int_eq(c.refusal, STORE_CREATE_RUNNING);
 	struct store_backup *b = NULL;
 	ck_assert_int_eq(store_backup_get(st, u[1], &b), -ENOENT);
-	ck_assert_int_eq(store_backup_mark_completed(st, u[0], true, "ab", NULL, 1, NULL, now + 2), 0);
+	ck_assert_int_eq(store_backup_mark_completed(st, u[0], true, "ab", NULL, 1, NULL, NULL, now + 2), 0);
 	ck_assert_int_eq(create_checked(st, u[1], now + 10, &c), 0);
-	ck_assert_int_eq(store_backup_mark_completed(st, u[1], true, "ab", NULL, 1, NULL, now + 11), 0);
+	ck_assert_int_eq(store_backup_mark_completed(st, u[1], true, "ab", NULL, 1, NULL, NULL, now + 11), 0);
 	/* two inside ten minutes: throttled until the older one leaves the window */
 	ck_assert_int_eq(create_checked(st, u[2], now + 100, &c), -ECANCELED);
 	ck_assert_int_eq(c.refusal, STORE_CREATE_THROTTLED);
@@ -750,22 +750,22 @@ START_TEST(test_create_checked)
 	ck_assert_int_eq(store_backup_get(st, u[1], &b), -ENOENT);
 	ck_assert_int_eq(create_checked(st, u[2], now + 100, &c), 0);
 	/* a failed backup counts neither for the throttle nor for the limit */
-	ck_assert_int_eq(store_backup_mark_failed(st, u[2], now + 101), 0);
-	ck_assert_int_eq(store_backup_set_failure_reason(st, u[2], "too big"), 0);
+	ck_assert_int_eq(store_backup_mark_completed(st, u[2], false, NULL, NULL, 0, NULL,
+						     "too big", now + 101), 0);
 	ck_assert_int_eq(store_backup_get(st, u[2], &b), 0);
-	ck_assert_str_eq(b->failure_reason, "too big");
+	ck_assert_str_eq(b->failure_reason, "too big"); /* with the state, in one update */
+	ck_assert_int_eq(b->state, STORE_BACKUP_FAILED);
 	store_backup_free(b);
-	ck_assert_int_eq(store_backup_set_failure_reason(st, u[5], "x"), -ENOENT);
 
 	/* the limit: 3 non-failed; throttle window passed */
 	int64_t later = now + 10000;
 	for (unsigned i = 3; i < 5; i++) {
 		ck_assert_int_eq(create_checked(st, u[i], later + i * 1000, &c), 0);
-		ck_assert_int_eq(store_backup_mark_completed(st, u[i], true, "ab", NULL, 1, NULL,
+		ck_assert_int_eq(store_backup_mark_completed(st, u[i], true, "ab", NULL, 1, NULL, NULL,
 							     later + i * 1000), 0);
 	}
 	ck_assert_int_eq(create_checked(st, u[5], later + 9000, &c), 0);
-	ck_assert_int_eq(store_backup_mark_completed(st, u[5], true, "ab", NULL, 1, NULL,
+	ck_assert_int_eq(store_backup_mark_completed(st, u[5], true, "ab", NULL, 1, NULL, NULL,
 						     later + 9000), 0);
 	char extra[STORE_UUID_LEN + 1];
 	uuid_of(200, 0, extra);
@@ -937,7 +937,7 @@ static void *race_main(void *arg)
 		if ((rc = store_backup_create(st, &b)) != 0)
 			race_err(r, rc);
 		/* and a write that checks then changes, in its transaction */
-		rc = store_backup_mark_completed(st, u, true, "ab", NULL, 1, NULL, i);
+		rc = store_backup_mark_completed(st, u, true, "ab", NULL, 1, NULL, NULL, i);
 		if (rc != 0)
 			race_err(r, rc);
 	}

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <poll.h>
 #include <signal.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -316,4 +317,17 @@ unsigned char *fake_store_object(const struct fake_store *s, unsigned n, size_t 
 	}
 	*ret_len = len;
 	return all;
+}
+
+unsigned tu_count_tasks(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	ck_assert_ptr_nonnull(d);
+	unsigned n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }

@@ -83,5 +83,7 @@ unsigned char *fake_store_object(const struct fake_store *s, unsigned n, size_t 
 
 /* An environment value the test harness sets (AMBER_SOURCE_DIR, ...), or fallback. */
 const char *tu_env(const char *name, const char *fallback);
+/* The threads this process has now (entries of /proc/self/task). */
+unsigned tu_count_tasks(void);
 
 #endif
