@@ -28,61 +28,16 @@
 
 /* --- data and trees ------------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static unsigned char *random_bytes(size_t len, uint64_t seed)
-{
-	unsigned char *p = malloc(len ? len : 1);
-	uint64_t s = seed | 1;
-	ck_assert_ptr_nonnull(p);
-	for (size_t i = 0; i < len; i++)
-		p[i] = (unsigned char)(rng_next(&s) >> 24);
-	return p;
-}
-
-/* Log-like text: compresses well but not trivially. */
-static unsigned char *text_bytes(size_t len, uint64_t seed)
-{
-	static const char *words[] = { "joined", "left", "the", "game", "Steve", "Alex",
-				       "[Server thread/INFO]:", "moved", "too", "quickly!",
-				       "chunk", "saved", "region", "r.0.-1.mca", "\n" };
-	unsigned char *p = malloc(len ? len : 1);
-	uint64_t s = seed | 1;
-	size_t o = 0;
-	ck_assert_ptr_nonnull(p);
-	while (o < len) {
-		char w[64];
-		int n = snprintf(w, sizeof(w), "%s %u ", words[rng_next(&s) % 15],
-				 (unsigned)(rng_next(&s) % 1000));
-		for (int i = 0; i < n && o < len; i++)
-			p[o++] = (unsigned char)w[i];
-	}
-	return p;
-}
-
-static char *join(const char *a, const char *b)
-{
-	char *s = NULL;
-	ck_assert_int_ge(asprintf(&s, "%s/%s", a, b), 0);
-	return s;
-}
-
 static void put(const char *root, const char *rel, const void *data, size_t len, unsigned mode)
 {
-	char *p = join(root, rel);
+	char *p = tu_join(root, rel);
 	tu_write_file(p, data, len, mode);
 	free(p);
 }
 
 static void put_dir(const char *root, const char *rel, unsigned mode)
 {
-	char *p = join(root, rel);
+	char *p = tu_join(root, rel);
 	ck_assert_int_eq(tu_sh("mkdir -p '%s'", p), 0);
 	ck_assert_int_eq(chmod(p, mode), 0);
 	free(p);
@@ -90,7 +45,7 @@ static void put_dir(const char *root, const char *rel, unsigned mode)
 
 static void put_link(const char *root, const char *rel, const char *target)
 {
-	char *p = join(root, rel);
+	char *p = tu_join(root, rel);
 	ck_assert_msg(symlink(target, p) == 0, "symlink %s: %s", p, strerror(errno));
 	free(p);
 }
@@ -149,10 +104,10 @@ static void make_tricky_tree(const char *root)
 	snprintf(deep + o, sizeof(deep) - o, "/leaf-%s.txt", "beyond-255-bytes");
 	put(root, deep, "deep\n", 5, 0644);
 
-	unsigned char *rnd = random_bytes(3 * MiB + 123, 7);
+	unsigned char *rnd = tu_random_bytes(3 * MiB + 123, 7);
 	put(root, "data/random.bin", rnd, 3 * MiB + 123, 0644);
 	free(rnd);
-	unsigned char *txt = text_bytes(5 * MiB + 77, 9);
+	unsigned char *txt = tu_text_bytes(5 * MiB + 77, 9);
 	put(root, "data/logs/latest.log", txt, 5 * MiB + 77, 0644);
 	free(txt);
 
@@ -161,7 +116,7 @@ static void make_tricky_tree(const char *root)
 	put_link(root, "abs_link", "/etc/hostname");
 	put_link(root, "dir_link", "a");
 	put_link(root, "a/b/up_link", "../../zero");
-	char *src = join(root, "a/b/c/file.txt"), *dst = join(root, "hard.txt");
+	char *src = tu_join(root, "a/b/c/file.txt"), *dst = tu_join(root, "hard.txt");
 	ck_assert_int_eq(link(src, dst), 0);
 	free(src);
 	free(dst);
@@ -170,45 +125,16 @@ static void make_tricky_tree(const char *root)
 
 /* --- sinks and options --------------------------------------------------------------- */
 
-struct file_sink {
-	int fd;
-	uint64_t written;
-	uint64_t fail_after; /* with fail_code: refuse the write that would pass this */
-	int fail_code;
-	unsigned calls;
-};
-
-static int file_sink_write(void *opaque, const void *buf, size_t len)
-{
-	struct file_sink *s = opaque;
-	const char *p = buf;
-
-	s->calls++;
-	if (s->fail_code && s->written + len > s->fail_after)
-		return s->fail_code;
-	s->written += len;
-	if (s->fd < 0)
-		return 0;
-	while (len) {
-		ssize_t n = write(s->fd, p, len);
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int create_to(const char *root, const char *out, enum archive_level level,
 		     unsigned threads, const struct ignore_rules *ignore,
 		     struct archive_create_result *res)
 {
-	struct file_sink s = { .fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) };
+	struct tu_file_sink s = { .fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) };
 	ck_assert_int_ge(s.fd, 0);
 	struct archive_create_opts o = {
 		.root = root, .ignore = ignore, .level = level, .threads = threads
 	};
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	int r = archive_create(&o, &sink, res);
 	close(s.fd);
 	if (r == 0)
@@ -282,7 +208,7 @@ static const char py_compare[] =
 
 static char *write_script(const char *dir, const char *name, const char *text)
 {
-	char *p = join(dir, name);
+	char *p = tu_join(dir, name);
 	tu_write_file(p, text, strlen(text), 0644);
 	return p;
 }
@@ -311,7 +237,7 @@ static long check_readers(const char *work, const char *archive)
 static void check_extract_matches(const char *work, const char *archive, const char *src,
 				  const char *skip)
 {
-	char *dst = join(work, "extracted");
+	char *dst = tu_join(work, "extracted");
 	tu_rmrf(dst);
 	ck_assert_int_eq(mkdir(dst, 0755), 0);
 	ck_assert_int_eq(tu_sh("tar --numeric-owner -xpzf '%s' -C '%s' 2> '%s.err'; rc=$?; "
@@ -327,15 +253,7 @@ static void check_extract_matches(const char *work, const char *archive, const c
 
 static void check_hashes(const char *archive, const struct archive_create_result *res)
 {
-	char sha1[2 * HASH_SHA1_LEN + 1], sha256[2 * HASH_SHA256_LEN + 1];
-	hash_hex(res->sha1, sizeof(res->sha1), sha1);
-	hash_hex(res->sha256, sizeof(res->sha256), sha256);
-	char *o1 = tu_sh_out(NULL, "sha1sum '%s' | cut -d' ' -f1", archive);
-	char *o2 = tu_sh_out(NULL, "sha256sum '%s' | cut -d' ' -f1", archive);
-	ck_assert_msg(!strncmp(o1, sha1, strlen(sha1)), "sha1 %s vs %s", sha1, o1);
-	ck_assert_msg(!strncmp(o2, sha256, strlen(sha256)), "sha256 %s vs %s", sha256, o2);
-	free(o1);
-	free(o2);
+	tu_check_digests(archive, res->sha1, res->sha256);
 	struct stat st;
 	ck_assert_int_eq(stat(archive, &st), 0);
 	ck_assert_uint_eq((uint64_t)st.st_size, res->bytes_out);
@@ -349,11 +267,11 @@ static void gzip_round_trip(const char *work, enum gzip_parallel_level level, un
 			    const unsigned char *data, size_t len)
 {
 	const size_t bs = 64 << 10;
-	char *gz_path = join(work, "x.gz"), *raw = join(work, "x.raw");
+	char *gz_path = tu_join(work, "x.gz"), *raw = tu_join(work, "x.raw");
 	tu_write_file(raw, data, len, 0644);
-	struct file_sink s = { .fd = open(gz_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+	struct tu_file_sink s = { .fd = open(gz_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
 	struct gzip_parallel_opts o = { .level = level, .threads = threads, .block_size = bs };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	struct gzip_parallel *gz = NULL;
 	ck_assert_int_eq(gzip_parallel_new(&o, &sink, &gz), 0);
 	for (size_t off = 0, step = 1; off < len; step = step > 200000 ? 7 : step * 3 + 1) {
@@ -381,8 +299,8 @@ START_TEST(gzip_parallel_edges)
 	const size_t bs = 64 << 10;
 	const size_t lens[] = { 0, 1, bs - 1, bs, bs + 1, 3 * bs, 20 * bs + 12345 };
 	char *work = tu_mkdtemp("gzp");
-	unsigned char *rnd = random_bytes(20 * bs + 12345, 11);
-	unsigned char *txt = text_bytes(20 * bs + 12345, 12);
+	unsigned char *rnd = tu_random_bytes(20 * bs + 12345, 11);
+	unsigned char *txt = tu_text_bytes(20 * bs + 12345, 12);
 
 	for (size_t l = 0; l < 3; l++)
 		for (unsigned threads = 1; threads <= 3; threads += 2)
@@ -400,8 +318,8 @@ END_TEST
 START_TEST(tricky_tree_round_trips_through_every_reader)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
-	char *archive = join(work, "out.tar.gz");
+	char *src = tu_join(work, "src");
+	char *archive = tu_join(work, "out.tar.gz");
 	make_tricky_tree(src);
 
 	struct archive_create_result res;
@@ -438,8 +356,8 @@ START_TEST(every_level_and_thread_count_is_valid)
 						     ARCHIVE_LEVEL_BEST };
 	static const unsigned threads[] = { 1, 2, 4 };
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
-	char *archive = join(work, "out.tar.gz");
+	char *src = tu_join(work, "src");
+	char *archive = tu_join(work, "out.tar.gz");
 	make_tricky_tree(src);
 	uint64_t sizes[3] = { 0, 0, 0 };
 
@@ -470,14 +388,14 @@ END_TEST
 START_TEST(large_input_spans_many_blocks)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
-	char *archive = join(work, "out.tar.gz");
+	char *src = tu_join(work, "src");
+	char *archive = tu_join(work, "out.tar.gz");
 	/* 64 MiB, alternating random and text MiBs, plus a few odd-sized files so block
 	 * boundaries fall inside headers and data alike. */
 	unsigned char *big = malloc(64 * MiB);
 	ck_assert_ptr_nonnull(big);
 	for (size_t i = 0; i < 64; i++) {
-		unsigned char *part = i % 2 ? random_bytes(MiB, i + 1) : text_bytes(MiB, i + 1);
+		unsigned char *part = i % 2 ? tu_random_bytes(MiB, i + 1) : tu_text_bytes(MiB, i + 1);
 		memcpy(big + i * MiB, part, MiB);
 		free(part);
 	}
@@ -542,7 +460,7 @@ static int mutate_when_open(void *opaque)
 	if (!m->grown && is_open_here(m->grow)) {
 		int fd = open(m->grow, O_WRONLY | O_APPEND);
 		ck_assert_int_ge(fd, 0);
-		unsigned char *more = random_bytes(MiB, 99);
+		unsigned char *more = tu_random_bytes(MiB, 99);
 		ck_assert_int_eq(write(fd, more, MiB), (ssize_t)MiB);
 		free(more);
 		close(fd);
@@ -559,22 +477,22 @@ static int mutate_when_open(void *opaque)
 START_TEST(files_that_change_while_read_keep_the_archive_valid)
 {
 	char *work = tu_mkdtemp("create");
-	char *src0 = join(work, "src");
-	char *archive = join(work, "out.tar.gz");
+	char *src0 = tu_join(work, "src");
+	char *archive = tu_join(work, "out.tar.gz");
 	char src[PATH_MAX];
-	unsigned char *orig = random_bytes(CHANGING_SIZE, 5);
+	unsigned char *orig = tu_random_bytes(CHANGING_SIZE, 5);
 	put(src0, "grow.bin", orig, CHANGING_SIZE, 0644);
 	put(src0, "shrink.bin", orig, CHANGING_SIZE, 0644);
 	put(src0, "zz_vanish.txt", "gone\n", 5, 0644);
 	put(src0, "zz_stays.txt", "here\n", 5, 0644);
 	ck_assert_ptr_nonnull(realpath(src0, src));
 
-	struct mutator m = { join(src, "shrink.bin"), join(src, "grow.bin"),
-			     join(src, "zz_vanish.txt"), false, false };
-	struct file_sink s = { .fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+	struct mutator m = { tu_join(src, "shrink.bin"), tu_join(src, "grow.bin"),
+			     tu_join(src, "zz_vanish.txt"), false, false };
+	struct tu_file_sink s = { .fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
 	struct archive_create_opts o = { .root = src, .threads = 2,
 					 .cancelled = mutate_when_open, .cancelled_opaque = &m };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	struct archive_create_result res;
 	ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
 	close(s.fd);
@@ -593,17 +511,17 @@ START_TEST(files_that_change_while_read_keep_the_archive_valid)
 	ck_assert_uint_eq(res.files, 3);
 
 	ck_assert_int_eq(check_readers(work, archive), 3);
-	char *dst = join(work, "x");
+	char *dst = tu_join(work, "x");
 	ck_assert_int_eq(mkdir(dst, 0755), 0);
 	ck_assert_int_eq(tu_sh("tar -xzf '%s' -C '%s'", archive, dst), 0);
 	size_t len = 0;
-	char *p = join(dst, "grow.bin");
+	char *p = tu_join(dst, "grow.bin");
 	char *got = tu_read_file(p, &len);
 	ck_assert_uint_eq(len, CHANGING_SIZE);
 	ck_assert(!memcmp(got, orig, CHANGING_SIZE)); /* cut at the announced size */
 	free(got);
 	free(p);
-	p = join(dst, "shrink.bin");
+	p = tu_join(dst, "shrink.bin");
 	got = tu_read_file(p, &len);
 	ck_assert_uint_eq(len, CHANGING_SIZE);
 	ck_assert(!memcmp(got, orig, SHRUNK_SIZE));
@@ -611,7 +529,7 @@ START_TEST(files_that_change_while_read_keep_the_archive_valid)
 		ck_assert_msg(got[i] == 0, "byte %zu not zero-filled", i);
 	free(got);
 	free(p);
-	p = join(dst, "zz_stays.txt");
+	p = tu_join(dst, "zz_stays.txt");
 	ck_assert_int_eq(access(p, F_OK), 0);
 	free(p);
 
@@ -630,7 +548,7 @@ END_TEST
 
 static void fill_for_failure(const char *src)
 {
-	unsigned char *rnd = random_bytes(16 * MiB, 3);
+	unsigned char *rnd = tu_random_bytes(16 * MiB, 3);
 	put(src, "a.bin", rnd, 16 * MiB, 0644);
 	put(src, "b.bin", rnd, 8 * MiB, 0644);
 	free(rnd);
@@ -639,11 +557,11 @@ static void fill_for_failure(const char *src)
 START_TEST(sink_failure_stops_everything_and_is_returned)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
+	char *src = tu_join(work, "src");
 	fill_for_failure(src);
-	struct file_sink whole = { .fd = -1 };
+	struct tu_file_sink whole = { .fd = -1 };
 	struct archive_create_opts o1 = { .root = src, .threads = 2 };
-	struct amber_sink sink1 = { file_sink_write, &whole };
+	struct amber_sink sink1 = { tu_file_sink_write, &whole };
 	struct archive_create_result res1;
 	ck_assert_int_eq(archive_create(&o1, &sink1, &res1), 0);
 	archive_create_result_clear(&res1);
@@ -652,10 +570,10 @@ START_TEST(sink_failure_stops_everything_and_is_returned)
 
 	for (size_t i = 0; i < 3; i++) {
 		for (unsigned threads = 1; threads <= 4; threads *= 2) {
-			struct file_sink s = { .fd = -1, .fail_after = fail_at[i],
+			struct tu_file_sink s = { .fd = -1, .fail_after = fail_at[i],
 					       .fail_code = -ENOSPC };
 			struct archive_create_opts o = { .root = src, .threads = threads };
-			struct amber_sink sink = { file_sink_write, &s };
+			struct amber_sink sink = { tu_file_sink_write, &s };
 			struct archive_create_result res;
 			ck_assert_int_eq(archive_create(&o, &sink, &res), -ENOSPC);
 			ck_assert_uint_le(s.written, fail_at[i]);
@@ -672,20 +590,20 @@ END_TEST
 START_TEST(max_bytes_stops_the_run_before_the_sink_passes_it)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
+	char *src = tu_join(work, "src");
 	fill_for_failure(src);
-	struct file_sink whole = { .fd = -1 };
+	struct tu_file_sink whole = { .fd = -1 };
 	struct archive_create_opts o1 = { .root = src, .threads = 2 };
-	struct amber_sink sink1 = { file_sink_write, &whole };
+	struct amber_sink sink1 = { tu_file_sink_write, &whole };
 	struct archive_create_result res;
 	ck_assert_int_eq(archive_create(&o1, &sink1, &res), 0);
 	ck_assert(!res.too_big);
 	archive_create_result_clear(&res);
 
 	/* exactly the archive's size fits */
-	struct file_sink s = { .fd = -1 };
+	struct tu_file_sink s = { .fd = -1 };
 	struct archive_create_opts o = { .root = src, .threads = 2, .max_bytes = whole.written };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
 	ck_assert_uint_eq(s.written, whole.written);
 	ck_assert(!res.too_big);
@@ -694,7 +612,7 @@ START_TEST(max_bytes_stops_the_run_before_the_sink_passes_it)
 	/* one byte less, half, or a few KiB: stopped, and the sink never got past it */
 	const uint64_t limits[] = { whole.written - 1, whole.written / 2, 4096, 1 };
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-		struct file_sink t = { .fd = -1 };
+		struct tu_file_sink t = { .fd = -1 };
 		sink.opaque = &t;
 		o.max_bytes = limits[i];
 		ck_assert_int_eq(archive_create(&o, &sink, &res), -EFBIG);
@@ -705,7 +623,7 @@ START_TEST(max_bytes_stops_the_run_before_the_sink_passes_it)
 	}
 
 	/* a sink's own -EFBIG is not the limit's */
-	struct file_sink f = { .fd = -1, .fail_after = 1000, .fail_code = -EFBIG };
+	struct tu_file_sink f = { .fd = -1, .fail_after = 1000, .fail_code = -EFBIG };
 	sink.opaque = &f;
 	o.max_bytes = 0;
 	ck_assert_int_eq(archive_create(&o, &sink, &res), -EFBIG);
@@ -726,13 +644,13 @@ static int cancel_after(void *opaque)
 START_TEST(cancellation_is_polled_and_returned)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
+	char *src = tu_join(work, "src");
 	fill_for_failure(src);
 	unsigned left = 5;
-	struct file_sink s = { .fd = -1 };
+	struct tu_file_sink s = { .fd = -1 };
 	struct archive_create_opts o = { .root = src, .threads = 2, .cancelled = cancel_after,
 					 .cancelled_opaque = &left };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	struct archive_create_result res;
 	ck_assert_int_eq(archive_create(&o, &sink, &res), -ECANCELED);
 	ck_assert_uint_eq(left, 0);
@@ -762,13 +680,13 @@ static void record_progress(void *opaque, const struct archive_progress *p)
 START_TEST(progress_reports_totals_from_the_prewalk)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
+	char *src = tu_join(work, "src");
 	make_tricky_tree(src);
 	struct progress_log log = { 0 };
-	struct file_sink s = { .fd = -1 };
+	struct tu_file_sink s = { .fd = -1 };
 	struct archive_create_opts o = { .root = src, .threads = 2, .progress = record_progress,
 					 .progress_opaque = &log };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	struct archive_create_result res;
 	ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
 	ck_assert_uint_ge(log.calls, 1);
@@ -787,14 +705,14 @@ END_TEST
 START_TEST(special_files_are_skipped_and_noted)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
-	char *archive = join(work, "out.tar.gz");
+	char *src = tu_join(work, "src");
+	char *archive = tu_join(work, "out.tar.gz");
 	put(src, "keep.txt", "keep\n", 5, 0644);
-	char *fifo = join(src, "pipe");
+	char *fifo = tu_join(src, "pipe");
 	ck_assert_int_eq(mkfifo(fifo, 0644), 0);
 	unsigned expected = 1;
 
-	char *sock_path = join(src, "sock");
+	char *sock_path = tu_join(src, "sock");
 	int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	ck_assert_int_ge(sfd, 0);
@@ -803,7 +721,7 @@ START_TEST(special_files_are_skipped_and_noted)
 		ck_assert_int_eq(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 		expected++;
 	}
-	char *dev = join(src, "null");
+	char *dev = tu_join(src, "null");
 	bool have_dev = mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0; /* needs privileges */
 	expected += have_dev;
 
@@ -839,8 +757,8 @@ END_TEST
 START_TEST(ignore_rules_leave_out_files_and_whole_directories)
 {
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
-	char *archive = join(work, "out.tar.gz");
+	char *src = tu_join(work, "src");
+	char *archive = tu_join(work, "out.tar.gz");
 	put(src, "server.jar", "jar", 3, 0644);
 	put(src, "logs/latest.log", "log", 3, 0644);
 	put(src, "logs/keep/inner.txt", "x", 1, 0644);
@@ -884,11 +802,11 @@ END_TEST
 START_TEST(root_errors)
 {
 	char *work = tu_mkdtemp("create");
-	char *missing = join(work, "missing");
-	char *file = join(work, "file");
+	char *missing = tu_join(work, "missing");
+	char *file = tu_join(work, "file");
 	put(work, "file", "x", 1, 0644);
-	struct file_sink s = { .fd = -1 };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct tu_file_sink s = { .fd = -1 };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	struct archive_create_result res;
 	uint64_t b, e;
 
@@ -907,8 +825,8 @@ START_TEST(root_errors)
 	ck_assert_uint_eq(s.calls, 0); /* nothing reached the sink */
 
 	/* An empty root is a valid, empty archive. */
-	char *empty = join(work, "empty");
-	char *archive = join(work, "empty.tar.gz");
+	char *empty = tu_join(work, "empty");
+	char *archive = tu_join(work, "empty.tar.gz");
 	ck_assert_int_eq(mkdir(empty, 0755), 0);
 	ck_assert_int_eq(create_to(empty, archive, ARCHIVE_LEVEL_FAST, 1, NULL, &res), 0);
 	ck_assert_int_eq(check_readers(work, archive), 0);
@@ -929,12 +847,12 @@ START_TEST(unreadable_entries_are_noted_not_fatal)
 	if (geteuid() == 0)
 		return;
 	char *work = tu_mkdtemp("create");
-	char *src = join(work, "src");
-	char *archive = join(work, "out.tar.gz");
+	char *src = tu_join(work, "src");
+	char *archive = tu_join(work, "out.tar.gz");
 	put(src, "ok.txt", "ok", 2, 0644);
 	put(src, "locked.txt", "no", 2, 0000);
 	put(src, "closed/inside.txt", "no", 2, 0644);
-	char *closed = join(src, "closed");
+	char *closed = tu_join(src, "closed");
 	ck_assert_int_eq(chmod(closed, 0000), 0);
 
 	struct archive_create_result res;
@@ -969,17 +887,17 @@ START_TEST(mixed_noise_and_text_in_one_block_round_trip)
 	unsigned char *data = malloc(len);
 	size_t off = 0;
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-		unsigned char *p = i % 2 ? random_bytes(parts[i], 20 + i) : text_bytes(parts[i], 30 + i);
+		unsigned char *p = i % 2 ? tu_random_bytes(parts[i], 20 + i) : tu_text_bytes(parts[i], 30 + i);
 		memcpy(data + off, p, parts[i]);
 		off += parts[i];
 		free(p);
 	}
-	char *gz_path = join(work, "x.gz"), *raw = join(work, "x.raw");
+	char *gz_path = tu_join(work, "x.gz"), *raw = tu_join(work, "x.raw");
 	tu_write_file(raw, data, len, 0644);
 	for (unsigned threads = 1; threads <= 2; threads++) {
-		struct file_sink s = { .fd = open(gz_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+		struct tu_file_sink s = { .fd = open(gz_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
 		struct gzip_parallel_opts o = { .level = GZIP_PARALLEL_FAST, .threads = threads };
-		struct amber_sink sink = { file_sink_write, &s };
+		struct amber_sink sink = { tu_file_sink_write, &s };
 		struct gzip_parallel *gz = NULL;
 		ck_assert_int_eq(gzip_parallel_new(&o, &sink, &gz), 0);
 		ck_assert_int_eq(gzip_parallel_write(gz, data, len), 0);
@@ -1013,18 +931,18 @@ static int note_tasks(void *opaque)
 START_TEST(thread_cap_is_honoured)
 {
 	char *work = tu_mkdtemp("create-threads");
-	char *src = join(work, "src"), *archive = join(work, "out.tar.gz");
-	unsigned char *big = text_bytes(3 * MiB, 3);
+	char *src = tu_join(work, "src"), *archive = tu_join(work, "out.tar.gz");
+	unsigned char *big = tu_text_bytes(3 * MiB, 3);
 	put(src, "big.txt", big, 3 * MiB, 0644);
 	put(src, "small.txt", "x\n", 2, 0644);
 	free(big);
 	unsigned base = tu_count_tasks();
 	for (unsigned threads = 1; threads <= 3; threads += 2) {
 		unsigned max = 0;
-		struct file_sink s = { .fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+		struct tu_file_sink s = { .fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
 		struct archive_create_opts o = { .root = src, .threads = threads,
 						 .cancelled = note_tasks, .cancelled_opaque = &max };
-		struct amber_sink sink = { file_sink_write, &s };
+		struct amber_sink sink = { tu_file_sink_write, &s };
 		struct archive_create_result res;
 		ck_assert_int_eq(archive_create(&o, &sink, &res), 0);
 		close(s.fd);
@@ -1046,16 +964,16 @@ END_TEST
 START_TEST(io_limit_keeps_the_archive_the_same)
 {
 	char *work = tu_mkdtemp("create-iolimit");
-	char *src = join(work, "src"), *a1 = join(work, "a.tar.gz"), *a2 = join(work, "b.tar.gz");
-	unsigned char *big = text_bytes(2 * MiB, 4);
+	char *src = tu_join(work, "src"), *a1 = tu_join(work, "a.tar.gz"), *a2 = tu_join(work, "b.tar.gz");
+	unsigned char *big = tu_text_bytes(2 * MiB, 4);
 	put(src, "big.txt", big, 2 * MiB, 0644);
 	put(src, "small.txt", "x\n", 2, 0644);
 	free(big);
 	struct archive_create_result r1, r2;
 	ck_assert_int_eq(create_to(src, a1, ARCHIVE_LEVEL_FAST, 2, NULL, &r1), 0);
-	struct file_sink s = { .fd = open(a2, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+	struct tu_file_sink s = { .fd = open(a2, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
 	struct archive_create_opts o = { .root = src, .threads = 2, .io_bytes_per_s = 1024 * MiB };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	ck_assert_int_eq(archive_create(&o, &sink, &r2), 0);
 	close(s.fd);
 	ck_assert_mem_eq(r1.sha256, r2.sha256, sizeof(r1.sha256));

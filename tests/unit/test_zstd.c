@@ -23,93 +23,28 @@
 
 #define MiB ((size_t)1 << 20)
 
-static char *join(const char *a, const char *b)
-{
-	char *s = NULL;
-	ck_assert_int_ge(asprintf(&s, "%s/%s", a, b), 0);
-	return s;
-}
-
-static unsigned char *random_bytes(size_t len, uint64_t seed)
-{
-	unsigned char *p = malloc(len ? len : 1);
-	uint64_t s = seed | 1;
-	ck_assert_ptr_nonnull(p);
-	for (size_t i = 0; i < len; i++) {
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
-		p[i] = (unsigned char)(s >> 24);
-	}
-	return p;
-}
-
-static unsigned char *text_bytes(size_t len, uint64_t seed)
-{
-	static const char *words[] = { "joined", "left", "the", "game", "Steve", "Alex",
-				       "[Server thread/INFO]:", "chunk", "saved", "\n" };
-	unsigned char *p = malloc(len ? len : 1);
-	uint64_t s = seed | 1;
-	ck_assert_ptr_nonnull(p);
-	for (size_t o = 0; o < len;) {
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
-		const char *w = words[s % (sizeof(words) / sizeof(*words))];
-		for (size_t k = 0; w[k] && o < len; k++)
-			p[o++] = (unsigned char)w[k];
-		if (o < len)
-			p[o++] = ' ';
-	}
-	return p;
-}
-
-struct file_sink {
-	int fd;
-	uint64_t written;
-	uint64_t fail_after;
-	int fail_code;
-};
-
-static int file_sink_write(void *opaque, const void *buf, size_t len)
-{
-	struct file_sink *s = opaque;
-	const char *p = buf;
-	if (s->fail_code && s->written + len > s->fail_after)
-		return s->fail_code;
-	s->written += len;
-	while (s->fd >= 0 && len) {
-		ssize_t n = write(s->fd, p, len);
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* A tree with what trips tar writers: long and unicode names, links, an empty dir,
  * modes, an empty file, and big files of both kinds of data. */
 static void make_tree(const char *root)
 {
 	char *p;
-	unsigned char *rnd = random_bytes(3 * MiB + 77, 5), *txt = text_bytes(5 * MiB + 3, 6);
+	unsigned char *rnd = tu_random_bytes(3 * MiB + 77, 5), *txt = tu_text_bytes(5 * MiB + 3, 6);
 	char longname[300];
 	memset(longname, 'n', 150);
 	snprintf(longname + 150, sizeof(longname) - 150, "/%s", "deep-file-name-past-100.txt");
-	p = join(root, "world/region/r.0.0.mca");
+	p = tu_join(root, "world/region/r.0.0.mca");
 	tu_write_file(p, rnd, 3 * MiB + 77, 0644);
 	free(p);
-	p = join(root, "logs/latest.log");
+	p = tu_join(root, "logs/latest.log");
 	tu_write_file(p, txt, 5 * MiB + 3, 0640);
 	free(p);
-	p = join(root, longname);
+	p = tu_join(root, longname);
 	tu_write_file(p, "x\n", 2, 0600);
 	free(p);
-	p = join(root, "plugins/\xc3\xa9t\xc3\xa9.yml");
+	p = tu_join(root, "plugins/\xc3\xa9t\xc3\xa9.yml");
 	tu_write_file(p, "a: b\n", 5, 0644);
 	free(p);
-	p = join(root, "empty.txt");
+	p = tu_join(root, "empty.txt");
 	tu_write_file(p, "", 0, 0644);
 	free(p);
 	ck_assert_int_eq(tu_sh("mkdir -p '%s/cache/empty' && ln -s logs/latest.log '%s/current' "
@@ -122,11 +57,11 @@ static int create_to(const char *root, const char *out, enum archive_compression
 		     enum archive_level level, unsigned threads, uint64_t max_bytes,
 		     struct archive_create_result *res)
 {
-	struct file_sink s = { .fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	struct tu_file_sink s = { .fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 						0644) : -1 };
 	struct archive_create_opts o = { .root = root, .compression = comp, .level = level,
 					 .threads = threads, .max_bytes = max_bytes };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	int r = archive_create(&o, &sink, res);
 	if (s.fd >= 0)
 		close(s.fd);
@@ -143,15 +78,7 @@ static void compare(const char *a, const char *b)
 
 static void check_hashes(const char *archive, const struct archive_create_result *res)
 {
-	char sha1[2 * HASH_SHA1_LEN + 1], sha256[2 * HASH_SHA256_LEN + 1];
-	hash_hex(res->sha1, sizeof(res->sha1), sha1);
-	hash_hex(res->sha256, sizeof(res->sha256), sha256);
-	char *o1 = tu_sh_out(NULL, "sha1sum '%s' | cut -d' ' -f1", archive);
-	char *o2 = tu_sh_out(NULL, "sha256sum '%s' | cut -d' ' -f1", archive);
-	ck_assert_msg(!strncmp(o1, sha1, strlen(sha1)), "sha1 %s vs %s", sha1, o1);
-	ck_assert_msg(!strncmp(o2, sha256, strlen(sha256)), "sha256 %s vs %s", sha256, o2);
-	free(o1);
-	free(o2);
+	tu_check_digests(archive, res->sha1, res->sha256);
 }
 
 struct fd_source {
@@ -183,11 +110,11 @@ static int restore_from(const char *archive, const char *root, bool truncate,
 static void zstd_round_trip(const char *work, enum zstd_stream_level level, unsigned threads,
 			    const unsigned char *data, size_t len)
 {
-	char *zp = join(work, "x.zst"), *raw = join(work, "x.raw");
+	char *zp = tu_join(work, "x.zst"), *raw = tu_join(work, "x.raw");
 	tu_write_file(raw, data, len, 0644);
-	struct file_sink s = { .fd = open(zp, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
+	struct tu_file_sink s = { .fd = open(zp, O_WRONLY | O_CREAT | O_TRUNC, 0644) };
 	struct zstd_stream_opts o = { .level = level, .threads = threads };
-	struct amber_sink sink = { file_sink_write, &s };
+	struct amber_sink sink = { tu_file_sink_write, &s };
 	struct zstd_stream *zs = NULL;
 	ck_assert_int_eq(zstd_stream_new(&o, &sink, &zs), 0);
 	/* Writes of every size: 1 byte, tar-header-like, past the gathering buffer. */
@@ -219,8 +146,8 @@ START_TEST(zstd_stream_edges)
 	const size_t block = 128 << 10;
 	const size_t lens[] = { 0, 1, block - 1, block, block + 1, 9 * MiB + 12345 };
 	char *work = tu_mkdtemp("zst");
-	unsigned char *rnd = random_bytes(9 * MiB + 12345, 11);
-	unsigned char *txt = text_bytes(9 * MiB + 12345, 12);
+	unsigned char *rnd = tu_random_bytes(9 * MiB + 12345, 11);
+	unsigned char *txt = tu_text_bytes(9 * MiB + 12345, 12);
 
 	for (size_t l = 0; l < 3; l++)
 		for (unsigned threads = 1; threads <= 3; threads += 2)
@@ -245,8 +172,8 @@ START_TEST(zstd_archives_pass_every_reader_and_restore)
 	static const enum archive_level levels[] = { ARCHIVE_LEVEL_NONE, ARCHIVE_LEVEL_FAST,
 						     ARCHIVE_LEVEL_BEST };
 	char *work = tu_mkdtemp("zcreate");
-	char *src = join(work, "src"), *archive = join(work, "out.tar.zst");
-	char *dst = join(work, "dst");
+	char *src = tu_join(work, "src"), *archive = tu_join(work, "out.tar.zst");
+	char *dst = tu_join(work, "dst");
 	make_tree(src);
 	uint64_t sizes[3];
 
@@ -295,16 +222,16 @@ END_TEST
 START_TEST(zstd_bound_covers_incompressible_trees)
 {
 	char *work = tu_mkdtemp("zbound");
-	char *src = join(work, "src");
-	unsigned char *rnd = random_bytes(6 * MiB + 5, 9);
+	char *src = tu_join(work, "src");
+	unsigned char *rnd = tu_random_bytes(6 * MiB + 5, 9);
 	for (int i = 0; i < 30; i++) {
 		char rel[64];
 		snprintf(rel, sizeof(rel), "src/f%02d", i);
-		char *p = join(work, rel);
+		char *p = tu_join(work, rel);
 		tu_write_file(p, rnd + i * 1000, (size_t)i * 7919 + 1, 0644);
 		free(p);
 	}
-	char *p = join(src, "big");
+	char *p = tu_join(src, "big");
 	tu_write_file(p, rnd, 6 * MiB + 5, 0644);
 	free(p);
 	free(rnd);
@@ -329,7 +256,7 @@ END_TEST
 START_TEST(zstd_max_bytes_and_sink_failure_stop_the_run)
 {
 	char *work = tu_mkdtemp("zlimit");
-	char *src = join(work, "src");
+	char *src = tu_join(work, "src");
 	make_tree(src);
 	struct archive_create_result res;
 	ck_assert_int_eq(create_to(src, NULL, ARCHIVE_COMPRESSION_ZSTD, ARCHIVE_LEVEL_FAST, 2, 0,
@@ -353,13 +280,13 @@ START_TEST(zstd_max_bytes_and_sink_failure_stop_the_run)
 	const uint64_t fail_at[] = { 0, whole / 2, whole - 1 };
 	for (size_t i = 0; i < 3; i++) {
 		for (size_t l = 0; l < 2; l++) {
-			struct file_sink s = { .fd = -1, .fail_after = fail_at[i],
+			struct tu_file_sink s = { .fd = -1, .fail_after = fail_at[i],
 					       .fail_code = -ENOSPC };
 			struct archive_create_opts o = {
 				.root = src, .compression = ARCHIVE_COMPRESSION_ZSTD, .threads = 2,
 				.level = l ? ARCHIVE_LEVEL_NONE : ARCHIVE_LEVEL_FAST
 			};
-			struct amber_sink sink = { file_sink_write, &s };
+			struct amber_sink sink = { tu_file_sink_write, &s };
 			ck_assert_int_eq(archive_create(&o, &sink, &res), -ENOSPC);
 			ck_assert_uint_le(s.written, fail_at[i]);
 			ck_assert_uint_eq(res.bytes_out, s.written);
@@ -377,7 +304,7 @@ END_TEST
 START_TEST(restore_reads_plain_tar_and_tools_zstd)
 {
 	char *work = tu_mkdtemp("zrestore");
-	char *src = join(work, "src"), *dst = join(work, "dst");
+	char *src = tu_join(work, "src"), *dst = tu_join(work, "dst");
 	make_tree(src);
 	static const char *const makers[] = { "tar -cf '%s/a' -C '%s' .",
 					      "tar -I 'zstd -19 -T2' -cf '%s/a' -C '%s' .",
@@ -385,7 +312,7 @@ START_TEST(restore_reads_plain_tar_and_tools_zstd)
 	for (size_t i = 0; i < 3; i++) {
 		int st = i == 2 ? tu_sh(makers[i], src, work) : tu_sh(makers[i], work, src);
 		ck_assert_int_eq(st, 0);
-		char *a = join(work, "a");
+		char *a = tu_join(work, "a");
 		struct archive_restore_result rr;
 		tu_rmrf(dst);
 		ck_assert_int_eq(restore_from(a, dst, false, &rr), 0);
@@ -406,9 +333,9 @@ END_TEST
 START_TEST(damaged_zstd_is_refused_and_loses_nothing)
 {
 	char *work = tu_mkdtemp("zdamage");
-	char *src = join(work, "src"), *dst = join(work, "dst");
-	char *good = join(work, "good.zst"), *raw = join(work, "raw.zst");
-	char *bad = join(work, "bad.zst");
+	char *src = tu_join(work, "src"), *dst = tu_join(work, "dst");
+	char *good = tu_join(work, "good.zst"), *raw = tu_join(work, "raw.zst");
+	char *bad = tu_join(work, "bad.zst");
 	make_tree(src);
 	struct archive_create_result res;
 	ck_assert_int_eq(create_to(src, good, ARCHIVE_COMPRESSION_ZSTD, ARCHIVE_LEVEL_FAST, 2, 0,
@@ -442,7 +369,7 @@ START_TEST(damaged_zstd_is_refused_and_loses_nothing)
 	for (size_t i = 0; i < 8; i++) {
 		ck_assert_int_eq(tu_sh("%s", cmd[i]), 0);
 		tu_rmrf(dst);
-		char *keep = join(dst, "keep.txt");
+		char *keep = tu_join(dst, "keep.txt");
 		tu_write_file(keep, "mine\n", 5, 0644);
 		struct archive_restore_result rr;
 		int r = restore_from(bad, dst, true, &rr);

@@ -331,3 +331,84 @@ unsigned tu_count_tasks(void)
 	closedir(d);
 	return n;
 }
+
+char *tu_join(const char *a, const char *b)
+{
+	char *s = NULL;
+	ck_assert_int_ge(asprintf(&s, "%s/%s", a, b), 0);
+	return s;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+unsigned char *tu_random_bytes(size_t len, uint64_t seed)
+{
+	unsigned char *p = malloc(len ? len : 1);
+	uint64_t s = seed | 1;
+	ck_assert_ptr_nonnull(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(rng_next(&s) >> 24);
+	return p;
+}
+
+unsigned char *tu_text_bytes(size_t len, uint64_t seed)
+{
+	static const char *words[] = { "joined", "left", "the", "game", "Steve", "Alex",
+				       "[Server thread/INFO]:", "moved", "too", "quickly!",
+				       "chunk", "saved", "region", "r.0.-1.mca", "\n" };
+	unsigned char *p = malloc(len ? len : 1);
+	uint64_t s = seed | 1;
+	size_t o = 0;
+	ck_assert_ptr_nonnull(p);
+	while (o < len) {
+		char w[64];
+		int n = snprintf(w, sizeof(w), "%s %u ", words[rng_next(&s) % 15],
+				 (unsigned)(rng_next(&s) % 1000));
+		for (int i = 0; i < n && o < len; i++)
+			p[o++] = (unsigned char)w[i];
+	}
+	return p;
+}
+
+int tu_file_sink_write(void *opaque, const void *buf, size_t len)
+{
+	struct tu_file_sink *s = opaque;
+	const char *p = buf;
+	s->calls++;
+	if (s->fail_code && s->written + len > s->fail_after)
+		return s->fail_code;
+	s->written += len;
+	while (s->fd >= 0 && len) {
+		ssize_t n = write(s->fd, p, len);
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void hex(const uint8_t *d, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+void tu_check_digests(const char *path, const uint8_t *sha1, const uint8_t *sha256)
+{
+	char h1[41], h256[65];
+	hex(sha1, 20, h1);
+	hex(sha256, 32, h256);
+	char *o1 = tu_sh_out(NULL, "sha1sum '%s' | cut -d' ' -f1", path);
+	char *o2 = tu_sh_out(NULL, "sha256sum '%s' | cut -d' ' -f1", path);
+	ck_assert_msg(!strncmp(o1, h1, strlen(h1)), "sha1 %s vs %s", h1, o1);
+	ck_assert_msg(!strncmp(o2, h256, strlen(h256)), "sha256 %s vs %s", h256, o2);
+	free(o1);
+	free(o2);
+}

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller frees the string and may
@@ -83,6 +84,24 @@ unsigned char *fake_store_object(const struct fake_store *s, unsigned n, size_t 
 
 /* An environment value the test harness sets (AMBER_SOURCE_DIR, ...), or fallback. */
 const char *tu_env(const char *name, const char *fallback);
+/* "<a>/<b>", malloc'd. */
+char *tu_join(const char *a, const char *b);
+/* len deterministic pseudo-random bytes (xorshift from seed), malloc'd. */
+unsigned char *tu_random_bytes(size_t len, uint64_t seed);
+/* len bytes of log-like text: compresses well but not trivially; malloc'd. */
+unsigned char *tu_text_bytes(size_t len, uint64_t seed);
+/* A sink into a file (fd < 0: count only) that can be told to fail: the write that
+ * would pass fail_after bytes returns fail_code instead. */
+struct tu_file_sink {
+	int fd;
+	uint64_t written;
+	uint64_t fail_after;
+	int fail_code;
+	unsigned calls;
+};
+int tu_file_sink_write(void *opaque, const void *buf, size_t len);
+/* sha1sum and sha256sum of the file agree with the digests (20 and 32 bytes). */
+void tu_check_digests(const char *path, const uint8_t *sha1, const uint8_t *sha256);
 /* The threads this process has now (entries of /proc/self/task). */
 unsigned tu_count_tasks(void);
 
