@@ -100,24 +100,31 @@ static const char *errstr(int err, char *buf, size_t len)
 	return strerror_r(err, buf, len);
 }
 
+/* One line into the report, under its lock when the walk and the framer share it. */
+static int report_note(struct report *rep, pthread_mutex_t *lock, const char *path,
+		       const char *fmt, va_list ap)
+{
+	char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		return -ENOMEM;
+	if (lock)
+		pthread_mutex_lock(lock);
+	int r = report_add(rep, path, "%s", msg);
+	if (lock)
+		pthread_mutex_unlock(lock);
+	free(msg);
+	return r;
+}
+
 /* Records a problem with the current path; only running out of memory is fatal. */
 __attribute__((format(printf, 2, 3))) static int note(struct walker *w, const char *fmt, ...)
 {
 	if (!w->report)
 		return 0;
-	char *msg = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vasprintf(&msg, fmt, ap);
+	int r = report_note(w->report, w->report_lock, w->path.s, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return -ENOMEM;
-	if (w->report_lock)
-		pthread_mutex_lock(w->report_lock);
-	int r = report_add(w->report, w->path.s, "%s", msg);
-	if (w->report_lock)
-		pthread_mutex_unlock(w->report_lock);
-	free(msg);
 	return r;
 }
 
@@ -545,17 +552,10 @@ static int throttle(struct creator *c, size_t n)
 __attribute__((format(printf, 3, 4))) static int fnote(struct creator *c, const char *path,
 							 const char *fmt, ...)
 {
-	char *msg = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vasprintf(&msg, fmt, ap);
+	int r = report_note(&c->res->report, &c->report_lock, path, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return -ENOMEM;
-	pthread_mutex_lock(&c->report_lock);
-	int r = report_add(&c->res->report, path, "%s", msg);
-	pthread_mutex_unlock(&c->report_lock);
-	free(msg);
 	return r;
 }
 
